@@ -1,0 +1,382 @@
+"""The conversation rules: one turn, from the user's words to the saved reply.
+
+Plain Python on the models and a provider; no Flask request objects here, so the views, the CLI
+and the tests all call the same code. A turn is two steps:
+
+1. ``begin_turn`` / ``begin_retry`` validate, save the user's message and an empty assistant
+   message (status "streaming") and commit, so nothing the user wrote can be lost;
+2. ``Turn.run`` builds the model input (system prompt + the path of messages before the reply,
+   newest first until the token budget is spent), reads the provider in a helper thread, yields
+   text in small batches (and heartbeats while the model is silent, so a stop or a departed client
+   is noticed), and saves the reply in a ``finally`` with its metadata, whatever ended it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from sqlalchemy import func, select, update
+
+from ..extensions import db
+from ..llm import Finish, Provider, ProviderError, ReplyStream, Text, Usage
+from ..models import DEFAULT_TITLE, Conversation, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+TITLE_CHARS = 60
+RETRYABLE = ("error", "interrupted")
+
+
+class TurnRefused(Exception):
+    """The request can't start a turn; ``message`` is shown to the user, ``status`` is HTTP's."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+# --- reading -------------------------------------------------------------------------------
+
+def find_conversation(owner: str, public_id: str | None) -> Conversation | None:
+    """The owner's conversation with this public id, or None (also for anyone else's)."""
+    if not public_id or not owner:
+        return None
+    return db.session.execute(
+        select(Conversation).where(Conversation.public_id == public_id, Conversation.owner == owner)
+    ).scalar_one_or_none()
+
+
+def conversation_of_message(owner: str, message_id: int) -> Conversation | None:
+    """The owner's conversation holding this message, or None."""
+    return db.session.execute(
+        select(Conversation).join(Message, Message.conversation_id == Conversation.id)
+        .where(Message.id == message_id, Conversation.owner == owner)
+    ).scalar_one_or_none()
+
+
+def messages_of(conversation: Conversation) -> list[Message]:
+    return list(
+        db.session.execute(
+            select(Message).where(Message.conversation_id == conversation.id).order_by(Message.id)
+        ).scalars()
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap, deliberately generous token estimate (about 3 characters a token, plus framing)."""
+    return len(text) // 3 + 4
+
+
+def model_input(conversation_id: int, before_id: int, system_prompt: str, budget: int) -> list[dict]:
+    """System prompt + the conversation's messages before ``before_id``, oldest first.
+
+    Messages are read newest first, a page at a time, until ``budget`` tokens are spent, so a
+    conversation of thousands of messages costs no more than its recent part. Failed replies
+    (status "error", no text) are left out; the newest message always goes in.
+    """
+    budget -= estimate_tokens(system_prompt)
+    picked: list[dict] = []
+    cursor, page, full = before_id, 64, False
+    while not full:
+        rows = db.session.execute(
+            select(Message.id, Message.is_user, Message.content)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.id < cursor,
+                Message.status != "error",
+                Message.content != "",
+            )
+            .order_by(Message.id.desc())
+            .limit(page)
+        ).all()
+        for row in rows:
+            cost = estimate_tokens(row.content)
+            if picked and cost > budget:
+                full = True
+                break
+            budget -= cost
+            picked.append({"role": "user" if row.is_user else "assistant", "content": row.content})
+        if len(rows) < page:
+            break
+        cursor = rows[-1].id
+    picked.append({"role": "system", "content": system_prompt})
+    picked.reverse()
+    return picked
+
+
+# --- starting a turn -----------------------------------------------------------------------
+
+def clean_content(content: str | None, max_chars: int) -> str:
+    text = (content or "").strip()
+    if not text:
+        raise TurnRefused("Please type a message first.")
+    if len(text) > max_chars:
+        raise TurnRefused(
+            f"Your message is {len(text):,} characters long; the limit is {max_chars:,}. "
+            "Please shorten it."
+        )
+    return text
+
+
+def title_from(text: str) -> str:
+    line = " ".join(text.split())
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[:TITLE_CHARS].rsplit(" ", 1)[0] or line[:TITLE_CHARS]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+@dataclass
+class Turn:
+    conversation: Conversation
+    reply: Message
+    user_message: Message | None = None  # None for a retry
+    created: bool = False  # the conversation was created by this turn
+
+
+def begin_turn(owner: str, conversation: Conversation | None, content: str | None,
+               max_chars: int) -> Turn:
+    """Save the user's message (creating the conversation on the first one) and a placeholder."""
+    text = clean_content(content, max_chars)
+    created = conversation is None
+    if created:
+        conversation = Conversation(owner=owner, title=title_from(text))
+        db.session.add(conversation)
+    elif conversation.title == DEFAULT_TITLE:
+        conversation.title = title_from(text)
+    now = utcnow()
+    conversation.updated_at = now
+    user_message = Message(conversation=conversation, content=text, is_user=True, timestamp=now)
+    reply = Message(conversation=conversation, content="", is_user=False, status="streaming",
+                    timestamp=now)
+    db.session.add_all([user_message, reply])
+    db.session.commit()
+    return Turn(conversation, reply, user_message, created)
+
+
+def begin_retry(conversation: Conversation, message_id: int) -> Turn:
+    """Run the last turn again, reusing its failed or interrupted reply (no duplicate user message)."""
+    last = db.session.execute(
+        select(Message).where(Message.conversation_id == conversation.id)
+        .order_by(Message.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    if last is None or last.id != message_id or last.is_user:
+        raise TurnRefused("Only the latest reply can be retried.", 409)
+    # Claim it atomically: two retries of one reply must not both call the model.
+    claimed = db.session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status.in_(RETRYABLE))
+        .values(status="streaming", content="", meta={}, timestamp=utcnow())
+    ).rowcount
+    if not claimed:
+        db.session.rollback()
+        raise TurnRefused("That reply is not waiting for a retry.", 409)
+    conversation.updated_at = utcnow()
+    db.session.commit()
+    return Turn(conversation, db.session.get(Message, message_id))
+
+
+# --- running a turn ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    text: str
+
+
+class Heartbeat:
+    """Nothing new yet; the caller should write something small to notice a departed client."""
+
+
+HEARTBEAT = Heartbeat()
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    reply: Message
+
+
+@dataclass
+class _Outcome:
+    parts: list[str] = field(default_factory=list)
+    # What a turn ends as unless something says otherwise: the client went away.
+    status: str = "interrupted"
+    finish_reason: str = "client_disconnected"
+    usage: Usage | None = None
+    ttft: float | None = None
+    error: ProviderError | None = None
+
+
+_END = object()
+
+
+class _Pump:
+    """Reads a provider's reply in a thread, so silence upstream never blocks the response."""
+
+    def __init__(self, reply: ReplyStream):
+        self.reply = reply
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="model-reply", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in self.reply:
+                self.queue.put(event)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading side
+            self.queue.put(exc)
+        finally:
+            self.queue.put(_END)
+
+    def get(self, timeout: float):
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self.reply.close()
+
+
+def stop_requested(message_id: int) -> bool:
+    """A fresh read of the reply's status on its own connection (never a cached row)."""
+    with db.engine.connect() as conn:
+        status = conn.execute(select(Message.status).where(Message.id == message_id)).scalar()
+    return status == "stopping"
+
+
+def request_stop(conversation: Conversation, message_id: int) -> bool:
+    """Ask the running turn writing ``message_id`` to stop; False if it isn't streaming."""
+    done = db.session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.conversation_id == conversation.id,
+               Message.status == "streaming")
+        .values(status="stopping")
+    ).rowcount
+    db.session.commit()
+    return bool(done)
+
+
+def run(turn: Turn, provider: Provider, config) -> Iterator[Delta | Heartbeat | Finished]:
+    """Generate and save the reply; yields text batches, heartbeats, then ``Finished``.
+
+    If the consumer stops early (``close()``, as when a client goes away), the reply is still
+    saved, marked interrupted, and the model call is closed.
+    """
+    outcome = _Outcome()
+    reply_id, conversation_id = turn.reply.id, turn.conversation.id
+    started = time.perf_counter()
+    try:
+        messages = model_input(conversation_id, reply_id, config["SYSTEM_PROMPT"],
+                               int(config["HISTORY_TOKENS"]))
+        db.session.commit()  # never hold a transaction across the model call
+        yield from _generate(provider, messages, reply_id, outcome, started,
+                             float(config["STREAM_FLUSH_SECONDS"]),
+                             float(config["STREAM_KEEPALIVE_SECONDS"]))
+    finally:
+        _save(reply_id, conversation_id, provider, outcome, started)
+    yield Finished(db.session.get(Message, reply_id, populate_existing=True))
+
+
+def _generate(provider, messages, reply_id, outcome: _Outcome, started, flush_every, keepalive):
+    pump = _Pump(provider.stream(messages))
+    buf: list[str] = []
+    last_flush = float("-inf")  # the first text goes out at once
+    try:
+        while True:
+            timeout = max(0.0, last_flush + flush_every - time.perf_counter()) if buf else keepalive
+            event = pump.get(timeout)
+            if event is None:  # quiet for a while: flush what we have, or say we're alive
+                if buf:
+                    yield Delta("".join(buf))
+                    buf.clear()
+                    last_flush = time.perf_counter()
+                else:
+                    yield HEARTBEAT
+                if stop_requested(reply_id):
+                    outcome.status, outcome.finish_reason = "interrupted", "stopped"
+                    return
+                continue
+            if event is _END:
+                break
+            if isinstance(event, Text):
+                if outcome.ttft is None:
+                    outcome.ttft = time.perf_counter() - started
+                outcome.parts.append(event.text)
+                buf.append(event.text)
+                if time.perf_counter() - last_flush >= flush_every:
+                    yield Delta("".join(buf))
+                    buf.clear()
+                    last_flush = time.perf_counter()
+                    if stop_requested(reply_id):
+                        outcome.status, outcome.finish_reason = "interrupted", "stopped"
+                        return
+            elif isinstance(event, Usage):
+                outcome.usage = event
+            elif isinstance(event, Finish):
+                outcome.finish_reason = event.reason
+            elif isinstance(event, ProviderError):
+                _fail(outcome, event)
+                break
+            elif isinstance(event, BaseException):
+                log.error("assistant backend failed", exc_info=event)
+                _fail(outcome, ProviderError("The assistant failed unexpectedly.", "unexpected"))
+                break
+        if outcome.error is None:
+            outcome.status = "complete"
+        if buf:
+            yield Delta("".join(buf))
+            buf.clear()
+    finally:
+        pump.close()
+
+
+def _fail(outcome: _Outcome, error: ProviderError) -> None:
+    outcome.error = error
+    if outcome.parts:  # some text arrived: keep it, marked incomplete
+        outcome.status, outcome.finish_reason = "interrupted", "incomplete"
+    else:
+        outcome.status, outcome.finish_reason = "error", "error"
+
+
+def _save(reply_id: int, conversation_id: int, provider: Provider, outcome: _Outcome,
+          started: float) -> None:
+    meta = {
+        "provider": provider.name,
+        "model": provider.model,
+        "finish_reason": outcome.finish_reason,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    if outcome.ttft is not None:
+        meta["ttft_ms"] = round(outcome.ttft * 1000, 1)
+    if outcome.usage is not None:
+        meta["prompt_tokens"] = outcome.usage.prompt_tokens
+        meta["completion_tokens"] = outcome.usage.completion_tokens
+        meta["total_tokens"] = outcome.usage.total_tokens
+    if outcome.error is not None:
+        meta["error"] = outcome.error.reason
+        meta["error_kind"] = outcome.error.kind
+    try:
+        db.session.rollback()  # whatever was open, start clean for one short write
+        db.session.execute(
+            update(Message).where(Message.id == reply_id)
+            .values(content="".join(outcome.parts), status=outcome.status, meta=meta)
+        )
+        db.session.execute(
+            update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
+        )
+        db.session.commit()
+    except Exception:  # noqa: BLE001 - log once; the caller's stream may already be gone
+        db.session.rollback()
+        log.exception("could not save reply %s", reply_id)
+
+
+def count_messages(conversation_id: int) -> int:
+    return db.session.execute(
+        select(func.count(Message.id)).where(Message.conversation_id == conversation_id)
+    ).scalar_one()

@@ -1,0 +1,103 @@
+"""Settings: defaults here, then ``instance/config.py``, then the environment.
+
+Every setting is a Flask config key. The environment overrides with ``CHATBOT_<KEY>``
+(``app.config.from_prefixed_env``), and the ecosystem's usual names are honoured too:
+``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``DATABASE_URL``, ``SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are the customer-support assistant of a mobile-phone company. Answer questions about "
+    "phones clearly and briefly, in the customer's language. Give practical steps; suggest an "
+    "authorised service centre when a repair is needed."
+)
+
+
+class Defaults:
+    # Which assistant answers: "auto" (openai when an API key is set, else offline), "openai", "offline".
+    PROVIDER = "auto"
+    MODEL = "gpt-4.1-nano"
+    SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT
+    OPENAI_API_KEY: str | None = None
+    OPENAI_BASE_URL: str | None = None
+    OPENAI_TIMEOUT = 30.0  # seconds, per model call (connect + each read)
+    OPENAI_MAX_RETRIES = 1  # the SDK's own retries on 429/5xx/connection errors
+    MAX_REPLY_TOKENS = 1024
+    # History sent per turn: a cost and speed cap, in (estimated) tokens.
+    HISTORY_TOKENS = 16_000
+    MAX_MESSAGE_CHARS = 8_000
+    # Streaming: flush text to the browser at least this often, and say "still here" when idle.
+    STREAM_FLUSH_SECONDS = 0.05
+    STREAM_KEEPALIVE_SECONDS = 0.25
+    # The offline assistant streams its answer word by word with this pause (0 in tests).
+    OFFLINE_WORD_DELAY = 0.012
+
+    SQLALCHEMY_DATABASE_URI: str | None = None  # default: SQLite file in the instance folder
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+
+    # Server-side sessions (Flask-Session), stored in the database.
+    SESSION_COOKIE_NAME = "chatbot_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_PERMANENT = True
+    PERMANENT_SESSION_LIFETIME = 60 * 60 * 24 * 180  # seconds; renewed at most once a day
+    SESSION_REFRESH_EACH_REQUEST = False
+    SESSION_CLEANUP_N_REQUESTS = 1000
+
+    # Production refuses to start without an explicit SECRET_KEY.
+    PRODUCTION = False
+    SECRET_KEY: str | None = None
+
+
+def load(app, test_config: dict | None) -> None:
+    """Fill ``app.config``: defaults, instance file, environment, then the test mapping."""
+    app.config.from_object(Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("CHATBOT")
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SECRET_KEY"):
+        if os.environ.get(key):
+            app.config[key] = os.environ[key]
+    if os.environ.get("DATABASE_URL"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    if test_config:
+        app.config.update(test_config)
+
+    uri = app.config["SQLALCHEMY_DATABASE_URI"] or (
+        "sqlite:///" + str(Path(app.instance_path) / "chatbot.sqlite3")
+    )
+    if uri.startswith("postgres://"):  # the scheme some hosts hand out
+        uri = "postgresql://" + uri[len("postgres://"):]
+    if uri.startswith("postgresql://"):
+        uri = "postgresql+psycopg://" + uri[len("postgresql://"):]
+    app.config["SQLALCHEMY_DATABASE_URI"] = uri
+
+    if app.config["PROVIDER"] not in ("auto", "openai", "offline"):
+        raise RuntimeError(
+            f"CHATBOT_PROVIDER must be auto, openai or offline, not {app.config['PROVIDER']!r}"
+        )
+    if not app.config["SECRET_KEY"]:
+        if app.config["PRODUCTION"]:
+            raise RuntimeError("SECRET_KEY must be set in production (environment or instance/config.py).")
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+
+
+def _instance_secret(instance: Path) -> str:
+    """A development key, generated once and kept in ``instance/secret_key``."""
+    path = instance / "secret_key"
+    if not path.exists():
+        tmp = path.with_name(f".secret_key.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # atomic: the first worker's key wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()

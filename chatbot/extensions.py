@@ -1,0 +1,13 @@
+"""Extensions, created unbound here and initialised in ``create_app``."""
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# expire_on_commit=False: rows stay readable after a commit without a refresh query, and a
+# streamed response (which runs after the view's session is closed) can still render them.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})

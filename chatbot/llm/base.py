@@ -1,0 +1,55 @@
+"""The provider interface: one small protocol every assistant backend speaks.
+
+A provider turns wire-format chat messages (``{"role": ..., "content": ...}`` dicts) into a
+``ReplyStream``: an iterator of events (``Text``, ``Usage``, ``Finish``) with a ``close()`` that may
+be called from another thread to stop the backend early. Errors before or during the reply are
+raised as ``ProviderError`` with a short, plain reason a user may read (no keys, no tracebacks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: str
+
+
+Event = Text | Usage | Finish
+
+
+class ProviderError(Exception):
+    """A model call failed. ``reason`` is safe to show; ``kind`` is for metadata and logs."""
+
+    def __init__(self, reason: str, kind: str = "error"):
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+class ReplyStream(Protocol):
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
+class Provider(Protocol):
+    name: str  # "openai" | "offline"
+    model: str  # what is stored in metadata
+    label: str  # what the page shows
+
+    def stream(self, messages: list[dict]) -> ReplyStream: ...

@@ -1,0 +1,134 @@
+"""The OpenAI provider: the official SDK's ``chat.completions`` with ``stream=True``.
+
+The SDK validates every request's params against its typed schema in Python before sending,
+about 0.14 ms per message (0.7 s at 5,000 messages). The messages we send are plain wire-format
+dicts already, so they go in ``extra_body`` (merged into the JSON body as-is) with ``messages=[]``
+as the typed placeholder: the bytes on the wire are the same as the typed call's (tested), and the
+SDK still does auth, retries, base URL and stream parsing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import openai
+
+from .base import Finish, ProviderError, Text, Usage
+
+log = logging.getLogger(__name__)
+
+
+def _reason(exc: Exception) -> ProviderError:
+    """A short, plain explanation of a failed call; never the key or a traceback."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError("The assistant took too long to answer.", "timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderError("The assistant's server could not be reached.", "connection")
+    if isinstance(exc, openai.AuthenticationError):
+        return ProviderError(
+            "The assistant's server refused our credentials (HTTP 401). "
+            "An administrator needs to check the API key.",
+            "auth",
+        )
+    if isinstance(exc, openai.PermissionDeniedError):
+        return ProviderError("The assistant's server refused this request (HTTP 403).", "permission")
+    if isinstance(exc, openai.RateLimitError):
+        return ProviderError(
+            "The assistant is busy right now (HTTP 429). Please try again in a moment.", "rate_limit"
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return ProviderError("The assistant's model was not found on its server (HTTP 404).", "not_found")
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code >= 500:
+            return ProviderError(
+                f"The assistant's server had a problem (HTTP {exc.status_code}). Please try again.",
+                "server",
+            )
+        return ProviderError(
+            f"The assistant's server rejected the request (HTTP {exc.status_code}).", "rejected"
+        )
+    if isinstance(exc, openai.APIError):
+        return ProviderError("The connection to the assistant broke off.", "connection")
+    return ProviderError("The assistant failed unexpectedly.", "unexpected")
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout: float,
+                 max_retries: int, max_tokens: int | None = None):
+        self.client = openai.OpenAI(
+            api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=max_retries
+        )
+        self.model = model
+        self.label = model
+        self.max_tokens = max_tokens
+
+    def request_kwargs(self, messages: list[dict]) -> dict:
+        """The ``create()`` arguments for a streamed reply to ``messages`` (wire format)."""
+        kwargs = dict(
+            model=self.model,
+            messages=[],
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"messages": messages},
+        )
+        if self.max_tokens:
+            kwargs["max_completion_tokens"] = self.max_tokens
+        return kwargs
+
+    def stream(self, messages: list[dict]) -> "_OpenAIReply":
+        return _OpenAIReply(self, messages)
+
+
+class _OpenAIReply:
+    """Iterates one streamed completion; ``close()`` from another thread ends it early."""
+
+    def __init__(self, provider: OpenAIProvider, messages: list[dict]):
+        self._provider = provider
+        self._messages = messages
+        self._sdk_stream = None
+        self._closed = threading.Event()
+
+    def __iter__(self):
+        try:
+            self._sdk_stream = self._provider.client.chat.completions.create(
+                **self._provider.request_kwargs(self._messages)
+            )
+        except Exception as exc:  # noqa: BLE001 - mapped to a plain reason
+            err = _reason(exc)
+            log.warning("model call failed before the reply: %s (%s)", err.kind, type(exc).__name__)
+            raise err from None
+        finished = False
+        with self._sdk_stream as sdk_stream:
+            if self._closed.is_set():
+                return
+            try:
+                for chunk in sdk_stream:
+                    if chunk.usage is not None:
+                        u = chunk.usage
+                        yield Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
+                    for choice in chunk.choices[:1]:
+                        if choice.delta is not None and choice.delta.content:
+                            yield Text(choice.delta.content)
+                        if choice.finish_reason:
+                            finished = True
+                            yield Finish(choice.finish_reason)
+            except Exception as exc:  # noqa: BLE001
+                if self._closed.is_set():
+                    return
+                err = _reason(exc)
+                log.warning("model stream broke off: %s (%s)", err.kind, type(exc).__name__)
+                raise ProviderError("The connection to the assistant broke off.", "cut") from None
+        if not finished and not self._closed.is_set():
+            raise ProviderError("The assistant's reply ended before it was finished.", "cut")
+
+    def close(self) -> None:
+        self._closed.set()
+        s = self._sdk_stream
+        if s is not None:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001 - closing from another thread is best effort
+                pass

@@ -1,0 +1,36 @@
+"""Server-side sessions: Flask-Session's SQLAlchemy backend on our own ``sessions`` table.
+
+Why not ``Session(app)`` with ``SESSION_TYPE="sqlalchemy"``: that declares a new model class on
+``db.Model`` for every app it initialises ("Table 'sessions' is already defined", Flask-Session
+issue #245, bites every factory that runs twice) and creates the table inside each worker at start
+(racing on a fresh database). Here the row class is declared once in ``models.py``, the table is
+created with the rest of the schema, and Flask-Session's own load/save/cleanup code does the work.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_session.base import ServerSideSessionInterface
+from flask_session.sqlalchemy import SqlAlchemySessionInterface
+
+from .extensions import db
+from .models import SessionRecord
+
+
+class DatabaseSessionInterface(SqlAlchemySessionInterface):
+    def __init__(self, app: Flask):
+        self.client = db
+        self.sql_session_model = SessionRecord
+        ServerSideSessionInterface.__init__(
+            self,
+            app,
+            key_prefix="session:",
+            permanent=app.config["SESSION_PERMANENT"],
+            sid_length=32,
+            serialization_format="msgpack",
+            cleanup_n_requests=app.config["SESSION_CLEANUP_N_REQUESTS"],
+        )
+
+
+def init_app(app: Flask) -> None:
+    app.session_interface = DatabaseSessionInterface(app)

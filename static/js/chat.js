@@ -1,0 +1,54 @@
+// The chat page's small behaviours that HTML alone can't do. No framework; htmx does the requests.
+(function () {
+  "use strict";
+  const form = document.getElementById("composer");
+  const messages = document.getElementById("messages");
+  if (!form || !messages) return;
+  const input = form.querySelector("textarea[name=content]");
+  const errorBox = document.getElementById("composer-error");
+  let clearOnAccept = true;
+  let stickToBottom = true;
+
+  const atBottom = () => messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
+  const scrollToEnd = () => { messages.scrollTop = messages.scrollHeight; };
+  scrollToEnd();
+  messages.addEventListener("scroll", () => { stickToBottom = atBottom(); }, { passive: true });
+
+  // Enter sends, Shift+Enter makes a new line (and nothing interferes with IME composition).
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      if (!form.classList.contains("htmx-request")) form.requestSubmit();
+    }
+  });
+
+  // A retry button submits this form too; it must not wipe what the user is typing.
+  form.addEventListener("submit", (e) => {
+    clearOnAccept = !(e.submitter && e.submitter.name === "retry");
+    stickToBottom = true;
+  }, true);
+
+  // The server accepted the message and the reply is streaming: clear the composer, keep focus.
+  form.addEventListener("htmx:sse:after:connection", () => {
+    if (errorBox) errorBox.textContent = "";
+    if (clearOnAccept) input.value = "";
+    input.focus();
+  });
+
+  // Keep the newest text in view while it streams, unless the reader scrolled up.
+  document.addEventListener("htmx:after:swap", () => { if (stickToBottom) scrollToEnd(); });
+  document.addEventListener("htmx:sse:after:message", () => { if (stickToBottom) scrollToEnd(); });
+
+  // The first message of a new conversation gives it an address: show it in the address bar.
+  form.addEventListener("chatbot:navigate", (e) => {
+    const path = e.detail && e.detail.data;
+    if (path && path !== location.pathname) history.pushState({ htmx: true }, "", path);
+  });
+
+  // Esc stops the reply being written.
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape") return;
+    const stop = messages.querySelector('[data-status="streaming"] [data-action="stop"]');
+    if (stop) { e.preventDefault(); stop.click(); }
+  });
+})();

@@ -1,0 +1,60 @@
+"""Small helpers the tests share: post a message like the page does, read the stream back."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from chatbot.extensions import db
+from chatbot.models import Conversation, Message
+
+HX = {"HX-Request": "true", "Accept": "text/html, text/event-stream"}
+
+
+def parse_sse(text: str) -> list[dict]:
+    """Split a text/event-stream body into events: {"event": name or None, "data": str}."""
+    events = []
+    for block in re.split(r"\n\n", text):
+        if not block.strip():
+            continue
+        name, data = None, []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+        if data or name:
+            events.append({"event": name, "data": "\n".join(data)})
+    return events
+
+
+def send(client, content: str = "", conversation: str | None = None, retry: int | None = None,
+         htmx: bool = True):
+    """Post the composer form; returns the response with its body read."""
+    form = {"content": content, "conversation": conversation or ""}
+    if retry is not None:
+        form["retry"] = str(retry)
+    return client.post("/messages", data=form, headers=HX if htmx else {}, buffered=True)
+
+
+def conversation_id_from(response) -> str:
+    """The new conversation's public id, from the stream's navigate event."""
+    for event in parse_sse(response.get_data(as_text=True)):
+        if event["event"] == "chatbot:navigate":
+            return event["data"].rsplit("/", 1)[1]
+    raise AssertionError("no chatbot:navigate event in the stream")
+
+
+def all_messages(app) -> list[Message]:
+    with app.app_context():
+        return list(db.session.execute(select(Message).order_by(Message.id)).scalars())
+
+
+def all_conversations(app) -> list[Conversation]:
+    with app.app_context():
+        return list(db.session.execute(select(Conversation).order_by(Conversation.id)).scalars())

@@ -1,0 +1,166 @@
+"""One turn end to end over the fake OpenAI server: what the model receives, what is saved,
+what the page shows."""
+
+from __future__ import annotations
+
+import json
+
+from chatbot.config import DEFAULT_SYSTEM_PROMPT
+
+from .fake_openai import DEFAULT_REPLY, Reply
+from .helpers import all_conversations, all_messages, conversation_id_from, parse_sse, send
+
+
+def test_three_turns_send_the_whole_history_in_order(client, fake_openai, openai_config):
+    fake_openai.will(Reply("First answer."), Reply("Second answer."), Reply("Third answer."))
+    first = send(client, "My phone won't charge")
+    cid = conversation_id_from(first)
+    send(client, "I tried another cable", cid)
+    send(client, "And another charger too", cid)
+
+    assert len(fake_openai.requests) == 3
+    third = fake_openai.requests[2].json
+    assert third["model"] == openai_config["MODEL"]
+    assert third["stream"] is True
+    assert third["stream_options"] == {"include_usage": True}
+    assert third["messages"] == [
+        {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+        {"role": "user", "content": "My phone won't charge"},
+        {"role": "assistant", "content": "First answer."},
+        {"role": "user", "content": "I tried another cable"},
+        {"role": "assistant", "content": "Second answer."},
+        {"role": "user", "content": "And another charger too"},
+    ]
+    assert fake_openai.requests[2].headers["authorization"] == "Bearer sk-test-not-a-real-key"
+
+
+def test_reply_is_saved_with_metadata_and_shown_after_reload(client, app, fake_openai, openai_config):
+    response = send(client, "How do I check battery health?")
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    cid = conversation_id_from(response)
+
+    messages = all_messages(app)
+    assert [(m.is_user, m.status) for m in messages] == [(True, "complete"), (False, "complete")]
+    reply = messages[1]
+    assert reply.content == DEFAULT_REPLY
+    meta = reply.meta
+    assert meta["provider"] == "openai"
+    assert meta["model"] == openai_config["MODEL"]
+    assert meta["finish_reason"] == "stop"
+    assert meta["prompt_tokens"] > 0 and meta["completion_tokens"] > 0
+    assert meta["total_tokens"] == meta["prompt_tokens"] + meta["completion_tokens"]
+    assert meta["latency_ms"] >= 0 and meta["ttft_ms"] <= meta["latency_ms"]
+
+    conversation = all_conversations(app)[0]
+    assert conversation.title == "How do I check battery health?"
+    assert conversation.updated_at >= conversation.created_at
+
+    page = client.get(f"/c/{cid}").get_data(as_text=True)
+    assert 'data-role="user"' in page and "How do I check battery health?" in page
+    assert "<strong>Settings &gt; Battery</strong>" in page  # rendered from markdown
+    assert openai_config["MODEL"] in page  # which assistant answered
+    home = client.get("/").get_data(as_text=True)  # the session remembers the open conversation
+    assert "How do I check battery health?" in home
+
+
+def test_title_is_the_first_message_trimmed(client, app, fake_openai):
+    long = "My screen " + "flickers a lot when I open the camera app and then it freezes " * 3
+    send(client, long)
+    title = all_conversations(app)[0].title
+    assert title.startswith("My screen flickers") and title.endswith("…")
+    assert len(title) <= 61
+
+
+def test_without_javascript_the_form_posts_and_redirects(client, app, fake_openai):
+    response = send(client, "Is water damage covered?", htmx=False)
+    assert response.status_code == 303
+    location = response.headers["Location"]
+    assert location.startswith("/c/")
+    page = client.get(location).get_data(as_text=True)
+    assert "Is water damage covered?" in page
+    assert "Hello from the fake model." in page
+    assert [m.status for m in all_messages(app)] == ["complete", "complete"]
+
+
+def test_new_conversation_clears_the_page_and_keeps_the_old_one(client, app, fake_openai):
+    cid = conversation_id_from(send(client, "First conversation"))
+    response = client.post("/new")
+    assert response.status_code == 303
+    home = client.get("/").get_data(as_text=True)
+    assert "First conversation" not in home
+    assert 'data-action="new-conversation"' in home
+    assert "First conversation" in client.get(f"/c/{cid}").get_data(as_text=True)
+    send(client, "Second conversation")
+    assert [c.title for c in all_conversations(app)] == ["First conversation", "Second conversation"]
+
+
+def test_model_output_is_sanitized(client, app, fake_openai):
+    fake_openai.will(Reply('Try this <script>alert(1)</script> <img src=x onerror=alert(2)> '
+                           '[link](javascript:alert(3)) and <b>bold</b>'))
+    cid = conversation_id_from(send(client, "hi"))
+    page = client.get(f"/c/{cid}").get_data(as_text=True)
+    body = page.split('id="msg-2-body"', 1)[1].split("</article>", 1)[0]
+    assert "<script" not in body and "<img" not in body and 'href="javascript:' not in body
+    assert "&lt;script&gt;" in body  # shown as text, not run
+
+
+def test_second_app_instance_on_the_same_database_shows_the_conversation(
+        app_factory, openai_config, fake_openai):
+    first = app_factory(**openai_config)
+    client = first.test_client()
+    cid = conversation_id_from(send(client, "Shared across workers?"))
+    cookie = client.get_cookie("chatbot_session")
+
+    second = app_factory(**openai_config)  # a new process/worker would build its own app
+    other = second.test_client()
+    other.set_cookie("chatbot_session", cookie.value)
+    page = other.get(f"/c/{cid}")
+    assert page.status_code == 200
+    assert "Shared across workers?" in page.get_data(as_text=True)
+    assert "Shared across workers?" in other.get("/").get_data(as_text=True)
+
+
+def test_another_browser_gets_404_for_a_conversation(app, fake_openai):
+    owner, stranger = app.test_client(), app.test_client()
+    cid = conversation_id_from(send(owner, "Private question"))
+    reply_id = all_messages(app)[1].id
+
+    assert stranger.get(f"/c/{cid}").status_code == 404
+    response = send(stranger, "Intruding", cid)
+    assert response.status_code == 404
+    assert stranger.post(f"/messages/{reply_id}/stop", headers={"HX-Request": "true"}).status_code == 404
+    assert send(stranger, retry=reply_id, conversation=cid).status_code == 404
+    assert "Private question" not in stranger.get("/").get_data(as_text=True)
+    assert len(all_messages(app)) == 2  # the stranger saved nothing
+    assert owner.get(f"/c/{cid}").status_code == 200
+
+
+def test_stream_events_have_the_dom_contract(client, fake_openai):
+    events = parse_sse(send(client, "Does the stream look right?").get_data(as_text=True))
+    first = events[0]["data"]
+    assert 'data-role="user"' in first and 'data-status="streaming"' in first
+    assert 'id="msg-2-body"' in first and 'data-action="stop"' in first
+    texts = [e["data"] for e in events if 'hx-target="#msg-2-body"' in e["data"]]
+    assert texts, "the reply's text should arrive in its own events"
+    last = events[-1]["data"]
+    assert last.startswith('<hx-partial hx-target="#msg-2" hx-swap="outerHTML">')
+    assert 'data-status="complete"' in last and "hx-ignore" in last
+
+
+def test_wire_bytes_equal_the_typed_sdk_call(app, fake_openai):
+    """Sending messages through ``extra_body`` skips the SDK's per-message walk, not a byte."""
+    from chatbot.llm import get_provider
+
+    provider = get_provider(app)
+    messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": "Hola, ¿qué tal? \"quotes\""},
+                {"role": "assistant", "content": "Bien"}, {"role": "user", "content": "x" * 50}]
+    list(provider.stream(messages))
+    kwargs = provider.request_kwargs(messages)
+    kwargs.pop("extra_body")
+    kwargs["messages"] = messages
+    with provider.client.chat.completions.create(**kwargs) as typed:
+        list(typed)
+    ours, theirs = fake_openai.requests
+    assert ours.body == theirs.body
+    assert json.loads(ours.body)["messages"] == messages
