@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +41,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     @app.errorhandler(405)
     @app.errorhandler(400)
     def http_error(error):
+        if request.headers.get("HX-Request") == "true":  # lands in the composer's error line
+            return render_template("chat/_composer_error.html", error=error.description), error.code
         return render_template("error.html", error=error), error.code
 
     return app

@@ -1,0 +1,242 @@
+"""Streamed replies over real HTTP: batching, stop, a departed client, a cut upstream, load."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from .fake_openai import Reply, tokens
+from .helpers import HX, all_conversations, all_messages, parse_sse, send
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG = " ".join(f"word{i}" for i in range(40)) + " and **done**."
+
+
+def stream_turn(base_url: str, session: requests.Session, content: str, conversation: str = ""):
+    """Post like the page does and yield (arrival time, event) as events arrive."""
+    response = session.post(f"{base_url}/messages", data={"content": content, "conversation": conversation},
+                            headers=HX, stream=True, timeout=30)
+    return response
+
+
+def read_events(response, lines=None) -> list[tuple[float, dict]]:
+    """(arrival time, event) for each event; ``lines`` continues an iterator already started."""
+    events, block = [], []
+    for raw in lines or response.iter_lines(decode_unicode=True):
+        if raw == "":
+            if block:
+                for event in parse_sse("\n".join(block)):
+                    events.append((time.perf_counter(), event))
+            block = []
+        else:
+            block.append(raw)
+    return events
+
+
+def text_events(events, reply_id: int) -> list[str]:
+    marker = f'hx-target="#msg-{reply_id}-body"'
+    return [e["data"] for _, e in events if marker in e["data"]]
+
+
+def test_tokens_arrive_in_several_batches_and_the_saved_reply_equals_them(live_server, app, fake_openai):
+    fake_openai.will(Reply(LONG, token_delay=0.03))
+    with requests.Session() as s:
+        response = stream_turn(live_server.url, s, "Tell me a long story")
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["X-Accel-Buffering"] == "no"
+        events = read_events(response)
+
+    reply = all_messages(app)[1]
+    chunks = text_events(events, reply.id)
+    # One event per token would be ~43; one per reply would be 1. Batches of ~50 ms sit between.
+    assert 5 <= len(chunks) < len(tokens(LONG))
+    times = [t for t, e in events if f'#msg-{reply.id}-body' in e["data"]]
+    assert times[-1] - times[0] > 0.5  # they really arrived over time, not all at the end
+    assert 'data-status="complete"' in events[-1][1]["data"]
+    assert "<strong>done</strong>" in events[-1][1]["data"]
+
+    import html
+    import re
+    streamed = "".join(html.unescape(re.sub(r"</?hx-partial[^>]*>", "", c)) for c in chunks)
+    assert streamed == LONG == reply.content
+    assert reply.status == "complete"
+    assert reply.meta["completion_tokens"] == len(tokens(LONG))
+    assert reply.meta["total_tokens"] > reply.meta["completion_tokens"]
+    assert reply.meta["ttft_ms"] < reply.meta["latency_ms"]
+
+
+def test_text_is_escaped_in_the_stream(client, app, fake_openai):
+    fake_openai.will(Reply("<script>alert(1)</script> & more"))
+    body = client.post("/messages", data={"content": "x"}, headers=HX, buffered=True).get_data(as_text=True)
+    assert "<script>" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in body
+
+
+def test_silent_model_gets_keepalives_so_departures_are_seen(live_server, fake_openai):
+    fake_openai.will(Reply("late", first_token_delay=1.0))
+    with requests.Session() as s:
+        response = stream_turn(live_server.url, s, "hello")
+        raw = response.text
+    before_text = raw.split('hx-target="#msg-2-body"', 1)[0]
+    assert before_text.count(": keep-alive") >= 2
+
+
+def test_stop_saves_the_partial_reply_as_stopped(live_server, app, fake_openai):
+    fake_openai.will(Reply(LONG, token_delay=0.05))
+    with requests.Session() as s:
+        response = stream_turn(live_server.url, s, "Go on and on")
+        events = []
+        lines = response.iter_lines(decode_unicode=True)
+        for raw in lines:
+            events.append(raw)
+            if raw.startswith('data: <hx-partial hx-target="#msg-2-body"') and len(events) > 30:
+                stop = s.post(f"{live_server.url}/messages/2/stop", headers=HX, timeout=5)
+                assert stop.status_code == 204
+                break
+        rest = read_events(response, lines)
+    assert 'data-status="interrupted"' in rest[-1][1]["data"]
+    assert "Stopped." in rest[-1][1]["data"]
+    reply = all_messages(app)[1]
+    assert reply.status == "interrupted" and reply.meta["finish_reason"] == "stopped"
+    assert 0 < len(reply.content) < len(LONG) and LONG.startswith(reply.content)
+    # the model's stream was closed too, long before it would have finished on its own
+    deadline = time.time() + 3
+    while fake_openai.closed_streams < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert fake_openai.closed_streams == 1
+
+
+def test_client_that_goes_away_leaves_an_interrupted_reply_and_closes_the_model_stream(
+        live_server, app, fake_openai, capfd):
+    fake_openai.will(Reply(LONG, token_delay=0.05))
+    host, port = live_server.url.removeprefix("http://").split(":")
+    body = "content=leaving+soon&conversation="
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            f"POST /messages HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+            .encode())
+        received = b""
+        while received.count(b'hx-target="#msg-2-body"') < 3:
+            received += sock.recv(65536)
+    # the tab is gone; the server notices at its next write and saves what it had
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        reply = all_messages(app)[1]
+        if reply.status != "streaming":
+            break
+        time.sleep(0.05)
+    assert reply.status == "interrupted"
+    assert reply.meta["finish_reason"] == "client_disconnected"
+    assert 0 < len(reply.content) < len(LONG)
+    deadline = time.time() + 3
+    while fake_openai.closed_streams < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert fake_openai.closed_streams == 1  # we stopped calling the model
+    time.sleep(0.3)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_upstream_cut_keeps_the_partial_text_marked_incomplete_with_retry(client, app, fake_openai):
+    fake_openai.will(Reply(LONG, cut_after=5))
+    body = client.post("/messages", data={"content": "cut me"}, headers=HX, buffered=True).get_data(as_text=True)
+    final = parse_sse(body)[-1]["data"]
+    assert 'data-status="interrupted"' in final
+    assert "Incomplete" in final and 'data-action="retry"' in final
+    reply = all_messages(app)[1]
+    assert reply.content == "".join(tokens(LONG)[:5])
+    assert reply.meta["finish_reason"] == "incomplete"
+    assert len(fake_openai.requests) == 1  # nothing retried behind the user's back
+
+    retried = send(client, "", all_conversations(app)[0].public_id, retry=reply.id)
+    assert 'data-status="complete"' in parse_sse(retried.get_data(as_text=True))[-1]["data"]
+    assert len(fake_openai.requests) == 2
+    assert len(all_messages(app)) == 2
+
+
+def test_upstream_cut_before_any_text_is_an_error_with_retry(client, app, fake_openai):
+    fake_openai.will(Reply(LONG, cut_after=0))
+    body = client.post("/messages", data={"content": "cut early"}, headers=HX, buffered=True).get_data(as_text=True)
+    final = parse_sse(body)[-1]["data"]
+    assert 'data-status="error"' in final and 'data-action="retry"' in final
+    assert all_messages(app)[1].status == "error"
+    assert len(fake_openai.requests) == 1
+
+
+def test_a_stopped_reply_cannot_be_stopped_twice_and_others_cannot_stop_it(client, app, fake_openai):
+    client.post("/messages", data={"content": "x"}, headers=HX, buffered=True)
+    assert client.post("/messages/2/stop", headers=HX).status_code == 204  # already complete: no-op
+    assert all_messages(app)[1].status == "complete"
+    assert app.test_client().post("/messages/2/stop", headers=HX).status_code == 404
+
+
+# --- many at once, on the shipped gunicorn configuration ------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path, fake_openai):
+    port = _free_port()
+    env = dict(os.environ, CHATBOT_INSTANCE_PATH=str(tmp_path / "instance"),
+               DATABASE_URL=f"sqlite:///{tmp_path / 'gunicorn.sqlite3'}",
+               OPENAI_API_KEY="sk-test-not-a-real-key", OPENAI_BASE_URL=fake_openai.url,
+               CHATBOT_OPENAI_MAX_RETRIES="0", GUNICORN_BIND=f"127.0.0.1:{port}",
+               GUNICORN_ACCESS_LOG="/dev/null", WEB_CONCURRENCY="2", GUNICORN_THREADS="8")
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 20
+    while True:
+        try:
+            if requests.get(url + "/", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("gunicorn did not start:\n" + proc.stdout.read().decode())
+        time.sleep(0.1)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert b"Traceback" not in out, out.decode()
+
+
+def test_ten_simultaneous_streams_complete_and_pages_still_load(gunicorn_server, fake_openai):
+    fake_openai.default = Reply(LONG, token_delay=0.04)  # ~1.7 s per reply
+
+    def one(i: int):
+        with requests.Session() as s:
+            events = read_events(stream_turn(gunicorn_server, s, f"question {i}"))
+            return i, events, time.perf_counter()
+
+    with ThreadPoolExecutor(10) as pool:
+        futures = [pool.submit(one, i) for i in range(10)]
+        time.sleep(0.5)  # all ten are streaming now
+        page = requests.get(gunicorn_server + "/", timeout=10)
+        page_done = time.perf_counter()
+        results = [f.result() for f in futures]
+
+    assert page.status_code == 200 and 'id="composer"' in page.text
+    assert page_done < min(done for _, _, done in results)  # it did not wait for any stream
+    for i, events, _ in results:
+        final = events[-1][1]["data"]
+        assert 'data-status="complete"' in final, (i, final)
+        assert "<strong>done</strong>" in final
+    sent = sorted(r.json["messages"][-1]["content"] for r in fake_openai.requests)
+    assert sent == sorted(f"question {i}" for i in range(10))
