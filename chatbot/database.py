@@ -7,6 +7,7 @@ import os
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy import event, inspect
 
 from .extensions import db
@@ -42,6 +43,7 @@ def schema_ready() -> bool:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create the database tables (existing data is kept)."""
     create_schema()

@@ -39,14 +39,14 @@ STOP = set(
     into is it its just me more my no not now of off on once only or other our out over please
     should so some such than thank thanks that the their them then there these they this those to
     too up very was we were what when where which while who why will with would you your yours
-    im ive dont cant doesnt isnt wont want need
+    im ive dont cant doesnt isnt wont want need like today toda todas todos hoy
     """.split()
 )
 
 SPANISH_HINTS = set(
     "el la los las de del que por para con como mi mis tengo esta esto pero porque cuando donde "
-    "puedo quiero necesito telefono celular movil bateria pantalla hola gracias ayuda si no "
-    "funciona carga se".split()
+    "puedo quiero necesito telefono celular movil bateria pantalla hola gracias ayuda "
+    "funciona carga tiene sale hago".split()
 )
 ENGLISH_HINTS = set(
     "the my is it to and how can what why does phone battery screen hello thanks help not "
@@ -99,6 +99,7 @@ class _Doc:
     terms: dict[str, float]
     length: float
     answer: str
+    lang: str
 
 
 class Index:
@@ -106,8 +107,10 @@ class Index:
 
     K1 = 1.2
     B = 0.75
-    CONTEXT_WEIGHT = 0.35
-    QUERY_CONTEXT_WEIGHT = 0.3
+    CONTEXT_WEIGHT = 0.35  # an example's earlier user turns, in its document
+    QUERY_CONTEXT_WEIGHT = 0.3  # the conversation's earlier user turns, in the query
+    FOLLOW_UP_CONTEXT_WEIGHT = 1.0  # ... when the latest turn says little on its own
+    OTHER_LANGUAGE = 0.6  # an answer in the other language must match clearly better
     MIN_SCORE = 2.5
 
     def __init__(self, examples: list[list[dict]]):
@@ -125,7 +128,8 @@ class Index:
                     terms[s] += 1.0
                 for s in stems(" ".join(earlier)):
                     terms[s] += self.CONTEXT_WEIGHT
-                self.docs.append(_Doc(dict(terms), sum(terms.values()), nxt["content"]))
+                self.docs.append(_Doc(dict(terms), sum(terms.values()), nxt["content"],
+                                      language(m["content"] + " " + nxt["content"])))
                 earlier.append(m["content"])
         n = len(self.docs)
         df: Counter = Counter()
@@ -144,7 +148,10 @@ class Index:
     def _known(self, stem: str) -> str | None:
         if stem in self.idf:
             return stem
-        close = difflib.get_close_matches(stem, self.vocab, n=1, cutoff=0.75)
+        if len(stem) < 4:
+            return None
+        close = difflib.get_close_matches(stem, self.vocab, n=3, cutoff=0.8)
+        close = [c for c in close if abs(len(c) - len(stem)) <= 1]
         return close[0] if close else None
 
     def query_terms(self, latest: str, earlier: list[str]) -> dict[str, float]:
@@ -152,13 +159,15 @@ class Index:
         for s in stems(latest):
             if (k := self._known(s)) is not None:
                 q[k] += 1.0
+        weight = self.FOLLOW_UP_CONTEXT_WEIGHT if len(q) <= 2 else self.QUERY_CONTEXT_WEIGHT
         for s in stems(" ".join(earlier)):
             if (k := self._known(s)) is not None:
-                q[k] += self.QUERY_CONTEXT_WEIGHT
+                q[k] += weight
         return q
 
     def best(self, latest: str, earlier: list[str] = ()) -> tuple[str | None, float]:
         q = self.query_terms(latest, list(earlier))
+        lang = language(" ".join([*earlier, latest]) if len(words(latest)) < 4 else latest)
         best_answer, best_score = None, 0.0
         for d in self.docs:
             score = 0.0
@@ -167,6 +176,8 @@ class Index:
                 tf = d.terms.get(t)
                 if tf:
                     score += qw * self.idf[t] * tf * (self.K1 + 1) / (tf + norm)
+            if d.lang != lang:
+                score *= self.OTHER_LANGUAGE
             if score > best_score:
                 best_answer, best_score = d.answer, score
         if best_score < self.MIN_SCORE:
