@@ -53,7 +53,8 @@ def make_app(tmp_path: Path, monkeypatch, **config):
         "OFFLINE_WORD_DELAY": 0.0,
     }
     settings.update(config)
-    return create_app(settings)
+    # None means "leave it to the environment" (e.g. DATABASE_URL)
+    return create_app({k: v for k, v in settings.items() if v is not None})
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ class FakeOpenAI:
         self.default = Reply()
         self.closed_streams = 0  # streams whose client went away before the end
         self.first_token_sent: list[float] = []  # perf_counter() when each first token was written
+        self.stream_done: list[float] = []  # perf_counter() when each stream's [DONE] was written
         self._lock = threading.Lock()
         fake = self
 
@@ -93,6 +94,7 @@ class FakeOpenAI:
         self.default = Reply()
         self.closed_streams = 0
         self.first_token_sent.clear()
+        self.stream_done.clear()
 
     def close(self) -> None:
         self.server.shutdown()
@@ -176,6 +178,7 @@ class FakeOpenAI:
             send(b"[DONE]")
             h.wfile.write(b"0\r\n\r\n")
             h.wfile.flush()
+            self.stream_done.append(time.perf_counter())
         except (BrokenPipeError, ConnectionResetError):
             with self._lock:
                 self.closed_streams += 1

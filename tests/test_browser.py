@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .fake_openai import DEFAULT_REPLY, Reply
+from .fake_openai import Reply
 
 CONVERSATION_URL = re.compile(r"/c/[A-Za-z0-9_-]+$")
 MESSAGES = "#messages article.message"
@@ -270,57 +270,10 @@ def test_a_normal_turn_raises_no_javascript_errors(chat, fake_openai):
     send_with_enter(page, "And a second message in the same conversation")
     expect(page.locator(MESSAGES)).to_have_count(4)
     expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete")
-    expect(page.locator(ASSISTANT).last.locator(".message-body")).to_have_text(
-        re.compile(re.escape("Hello from the fake model.")))
+    expect(page.locator(ASSISTANT).last.locator(".message-body")).to_contain_text(
+        "Hello from the fake model.")
     assert len(fake_openai.requests) == 2
     assert [m["role"] for m in fake_openai.requests[1].json["messages"]] == [
         "system", "user", "assistant", "user"]
     assert page.page_errors == [], page.page_errors
     assert page.js_errors == [], page.js_errors
-    assert DEFAULT_REPLY.startswith("Hello from the fake model.")
-
-
-def test_zz_explore_retry_keeps_draft(chat, fake_openai):
-    page = chat
-    fake_openai.will(Reply(status=500))
-    send_with_enter(page, "Q1")
-    reply = page.locator(ASSISTANT)
-    expect(reply).to_have_attribute("data-status", "error")
-    print("NOTICE", reply.locator(".message-notice").inner_text())
-    composer(page).fill("my draft")
-    reply.locator('[data-action="retry"]').click()
-    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
-    print("VALUE", repr(composer(page).input_value()))
-    print("URL", page.url)
-    print("ERRORS", page.js_errors, page.page_errors)
-
-
-def test_zz_explore_back(chat, fake_openai, live_server):
-    page = chat
-    send_with_enter(page, "Q1")
-    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
-    url = page.url
-    page.go_back()
-    page.wait_for_timeout(500)
-    print("BACK URL", page.url, page.locator(MESSAGES).count())
-    page.go_forward()
-    page.wait_for_timeout(500)
-    print("FWD URL", page.url, page.locator(MESSAGES).count())
-    print("ERRORS", page.js_errors, page.page_errors)
-
-
-def test_zz_explore_stop_then_retry(chat, fake_openai):
-    page = chat
-    fake_openai.will(Reply(text=LONG_REPLY, token_delay=0.05))
-    send_with_enter(page, "Q1")
-    reply = page.locator(ASSISTANT)
-    expect(reply.locator(".message-body")).to_contain_text("word3")
-    composer(page).press("Escape")
-    expect(reply).to_have_attribute("data-status", "interrupted")
-    reply.locator('[data-action="retry"]').click()
-    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
-    print("COUNT", page.locator(MESSAGES).count(), len(fake_openai.requests))
-    send_with_enter(page, "Q2")
-    expect(page.locator(MESSAGES)).to_have_count(4)
-    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete")
-    print("ERRORS", page.js_errors, page.page_errors)

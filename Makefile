@@ -1,0 +1,39 @@
+# The two commands a newcomer needs:
+#   make run    install into .venv and serve the chat on http://127.0.0.1:5000
+#   make test   install the test extras into .venv and run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test serve bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/flask --app chatbot run --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Production-style serving (gthread workers, many concurrent streams).
+serve: $(VENV)/.installed-run
+	$(BIN)/flask --app chatbot init-db
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/stream_latency.py
+	$(BIN)/python bench/turn_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

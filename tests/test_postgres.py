@@ -1,0 +1,63 @@
+"""The same turn on PostgreSQL (DATABASE_URL): history, metadata, a second worker, the CLI."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from .conftest import IN_CI
+from .fake_openai import Reply
+from .helpers import all_messages, conversation_id_from, parse_sse, send
+
+SERVER = os.environ.get("CHATBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    try:
+        import psycopg
+
+        admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=3)
+    except Exception as exc:  # noqa: BLE001
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI ({SERVER}): {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {SERVER} ({exc.__class__.__name__}); set CHATBOT_TEST_POSTGRES")
+    name = f"chatbot_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    yield SERVER.rsplit("/", 1)[0] + "/" + name
+    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def test_turns_on_postgresql(pg_url, app_factory, openai_config, fake_openai, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    app = app_factory(SQLALCHEMY_DATABASE_URI=None, **openai_config)
+    assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
+    client = app.test_client()
+
+    fake_openai.will(Reply("Primera respuesta."), Reply(status=500), Reply("Tercera."))
+    cid = conversation_id_from(send(client, "¿Por qué mi batería dura poco?"))
+    failed = parse_sse(send(client, "¿Y la pantalla?", cid).get_data(as_text=True))[-1]["data"]
+    assert 'data-status="error"' in failed
+    reply_id = all_messages(app)[-1].id
+    retried = parse_sse(send(client, "", cid, retry=reply_id).get_data(as_text=True))[-1]["data"]
+    assert 'data-status="complete"' in retried
+
+    assert [m["role"] for m in fake_openai.requests[-1].json["messages"]] == [
+        "system", "user", "assistant", "user"]
+    messages = all_messages(app)
+    assert [(m.is_user, m.status) for m in messages] == [
+        (True, "complete"), (False, "complete"), (True, "complete"), (False, "complete")]
+    assert messages[1].timestamp.tzinfo is not None
+    assert messages[3].meta["total_tokens"] > 0
+
+    other = app_factory(SQLALCHEMY_DATABASE_URI=None, **openai_config).test_client()
+    other.set_cookie("chatbot_session", client.get_cookie("chatbot_session").value)
+    assert "Tercera." in other.get(f"/c/{cid}").get_data(as_text=True)
+
+    listing = app.test_cli_runner().invoke(args=["conversations", "list"]).output
+    assert cid in listing and "¿Por qué mi batería dura poco?" in listing
+    result = app.test_cli_runner().invoke(args=["conversations", "reset", "--all", "--yes"])
+    assert "Removed 1 conversation(s) and 4 message(s)" in result.output
