@@ -31,6 +31,8 @@ class Defaults:
     # History sent per turn: a cost and speed cap, in (estimated) tokens.
     HISTORY_TOKENS = 16_000
     MAX_MESSAGE_CHARS = 8_000
+    # A conversation page shows this many of the newest messages; older ones load on demand.
+    PAGE_MESSAGES = 50
     # Streaming: flush text to the browser at least this often, and say "still here" when idle.
     STREAM_FLUSH_SECONDS = 0.05
     STREAM_KEEPALIVE_SECONDS = 0.25

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from collections import deque
@@ -68,6 +69,11 @@ class FakeOpenAI:
 
             def do_POST(self):
                 fake._handle(self)
+
+            def setup(self):
+                super().setup()
+                # no Nagle: small writes go out at once, as from a real API's front end
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def handle(self):
                 try:
@@ -183,3 +189,13 @@ class FakeOpenAI:
             with self._lock:
                 self.closed_streams += 1
             h.close_connection = True
+
+
+if __name__ == "__main__":  # python -m tests.fake_openai: serve until killed (used by bench/)
+    import sys
+
+    server = FakeOpenAI()
+    if len(sys.argv) > 1:
+        server.default = Reply(sys.argv[1])
+    print(server.url, flush=True)
+    threading.Event().wait()

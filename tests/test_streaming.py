@@ -196,7 +196,7 @@ def gunicorn_server(tmp_path, fake_openai):
                DATABASE_URL=f"sqlite:///{tmp_path / 'gunicorn.sqlite3'}",
                OPENAI_API_KEY="sk-test-not-a-real-key", OPENAI_BASE_URL=fake_openai.url,
                CHATBOT_OPENAI_MAX_RETRIES="0", GUNICORN_BIND=f"127.0.0.1:{port}",
-               GUNICORN_ACCESS_LOG="/dev/null", WEB_CONCURRENCY="2", GUNICORN_THREADS="8")
+               GUNICORN_ACCESS_LOG="/dev/null")  # workers and threads as shipped
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

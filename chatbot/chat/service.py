@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from ..llm import Finish, Provider, ProviderError, ReplyStream, Text, Usage
@@ -29,6 +30,7 @@ from ..models import DEFAULT_TITLE, Conversation, Message, utcnow
 log = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
+STOP_CHECK_SECONDS = 0.2  # how stale a stop request may be before the turn notices it
 RETRYABLE = ("error", "interrupted")
 
 
@@ -60,12 +62,21 @@ def conversation_of_message(owner: str, message_id: int) -> Conversation | None:
     ).scalar_one_or_none()
 
 
-def messages_of(conversation: Conversation) -> list[Message]:
-    return list(
-        db.session.execute(
-            select(Message).where(Message.conversation_id == conversation.id).order_by(Message.id)
-        ).scalars()
-    )
+def messages_of(conversation: Conversation, before_id: int | None = None,
+                limit: int = 50) -> tuple[list[Message], bool]:
+    """Up to ``limit`` messages (before ``before_id``), oldest first, and whether older exist.
+
+    A page shows the newest part of a conversation and loads the rest on demand, so a
+    conversation of thousands of messages opens as fast as a short one.
+    """
+    query = select(Message).where(Message.conversation_id == conversation.id)
+    if before_id is not None:
+        query = query.where(Message.id < before_id)
+    rows = list(db.session.execute(query.order_by(Message.id.desc()).limit(limit + 1)).scalars())
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    rows.reverse()
+    return rows, has_more
 
 
 def estimate_tokens(text: str) -> int:
@@ -73,38 +84,40 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 3 + 4
 
 
+# Built once: the statement for "this conversation's usable messages before X, newest first".
+_HISTORY = (
+    select(Message.is_user, Message.content)
+    .where(
+        Message.conversation_id == bindparam("conversation_id"),
+        Message.id < bindparam("before_id"),
+        Message.status != "error",
+        Message.content != "",
+    )
+    .order_by(Message.id.desc())
+)
+
+
 def model_input(conversation_id: int, before_id: int, system_prompt: str, budget: int) -> list[dict]:
     """System prompt + the conversation's messages before ``before_id``, oldest first.
 
-    Messages are read newest first, a page at a time, until ``budget`` tokens are spent, so a
+    Rows are streamed newest first and reading stops once ``budget`` tokens are spent, so a
     conversation of thousands of messages costs no more than its recent part. Failed replies
     (status "error", no text) are left out; the newest message always goes in.
     """
     budget -= estimate_tokens(system_prompt)
     picked: list[dict] = []
-    cursor, page, full = before_id, 64, False
-    while not full:
-        rows = db.session.execute(
-            select(Message.id, Message.is_user, Message.content)
-            .where(
-                Message.conversation_id == conversation_id,
-                Message.id < cursor,
-                Message.status != "error",
-                Message.content != "",
-            )
-            .order_by(Message.id.desc())
-            .limit(page)
-        ).all()
-        for row in rows:
-            cost = estimate_tokens(row.content)
+    result = db.session.connection().execution_options(yield_per=128).execute(
+        _HISTORY, {"conversation_id": conversation_id, "before_id": before_id}
+    )
+    try:
+        for is_user, content in result:
+            cost = estimate_tokens(content)
             if picked and cost > budget:
-                full = True
                 break
             budget -= cost
-            picked.append({"role": "user" if row.is_user else "assistant", "content": row.content})
-        if len(rows) < page:
-            break
-        cursor = rows[-1].id
+            picked.append({"role": "user" if is_user else "assistant", "content": content})
+    finally:
+        result.close()
     picked.append({"role": "system", "content": system_prompt})
     picked.reverse()
     return picked
@@ -179,7 +192,7 @@ def begin_retry(conversation: Conversation, message_id: int) -> Turn:
         raise TurnRefused("That reply is not waiting for a retry.", 409)
     conversation.updated_at = utcnow()
     db.session.commit()
-    return Turn(conversation, db.session.get(Message, message_id))
+    return Turn(conversation, db.session.get(Message, message_id, populate_existing=True))
 
 
 # --- running a turn ------------------------------------------------------------------------
@@ -269,7 +282,8 @@ def run(turn: Turn, provider: Provider, config) -> Iterator[Delta | Heartbeat | 
     saved, marked interrupted, and the model call is closed.
     """
     outcome = _Outcome()
-    reply_id, conversation_id = turn.reply.id, turn.conversation.id
+    reply, conversation_id = turn.reply, turn.conversation.id
+    reply_id = reply.id
     started = time.perf_counter()
     try:
         messages = model_input(conversation_id, reply_id, config["SYSTEM_PROMPT"],
@@ -279,14 +293,25 @@ def run(turn: Turn, provider: Provider, config) -> Iterator[Delta | Heartbeat | 
                              float(config["STREAM_FLUSH_SECONDS"]),
                              float(config["STREAM_KEEPALIVE_SECONDS"]))
     finally:
-        _save(reply_id, conversation_id, provider, outcome, started)
-    yield Finished(db.session.get(Message, reply_id, populate_existing=True))
+        reply = _save(reply, conversation_id, provider, outcome, started)
+    yield Finished(reply)
 
 
 def _generate(provider, messages, reply_id, outcome: _Outcome, started, flush_every, keepalive):
     pump = _Pump(provider.stream(messages))
     buf: list[str] = []
     last_flush = float("-inf")  # the first text goes out at once
+    last_check = started  # a stop can't have been asked before the reply started showing
+
+    def should_stop() -> bool:
+        """Look for a stop request, at most every STOP_CHECK_SECONDS (it costs a query)."""
+        nonlocal last_check
+        now = time.perf_counter()
+        if now - last_check < STOP_CHECK_SECONDS:
+            return False
+        last_check = now
+        return stop_requested(reply_id)
+
     try:
         while True:
             timeout = max(0.0, last_flush + flush_every - time.perf_counter()) if buf else keepalive
@@ -298,7 +323,7 @@ def _generate(provider, messages, reply_id, outcome: _Outcome, started, flush_ev
                     last_flush = time.perf_counter()
                 else:
                     yield HEARTBEAT
-                if stop_requested(reply_id):
+                if should_stop():
                     outcome.status, outcome.finish_reason = "interrupted", "stopped"
                     return
                 continue
@@ -313,7 +338,7 @@ def _generate(provider, messages, reply_id, outcome: _Outcome, started, flush_ev
                     yield Delta("".join(buf))
                     buf.clear()
                     last_flush = time.perf_counter()
-                    if stop_requested(reply_id):
+                    if should_stop():
                         outcome.status, outcome.finish_reason = "interrupted", "stopped"
                         return
             elif isinstance(event, Usage):
@@ -344,7 +369,7 @@ def _fail(outcome: _Outcome, error: ProviderError) -> None:
         outcome.status, outcome.finish_reason = "error", "error"
 
 
-def _save(reply_id: int, conversation_id: int, provider: Provider, outcome: _Outcome,
+def _save(reply: Message, conversation_id: int, provider: Provider, outcome: _Outcome,
           started: float) -> None:
     meta = {
         "provider": provider.name,
@@ -361,19 +386,22 @@ def _save(reply_id: int, conversation_id: int, provider: Provider, outcome: _Out
     if outcome.error is not None:
         meta["error"] = outcome.error.reason
         meta["error_kind"] = outcome.error.kind
+    values = {"content": "".join(outcome.parts), "status": outcome.status, "meta": meta}
     try:
         db.session.rollback()  # whatever was open, start clean for one short write
-        db.session.execute(
-            update(Message).where(Message.id == reply_id)
-            .values(content="".join(outcome.parts), status=outcome.status, meta=meta)
-        )
+        db.session.execute(update(Message).where(Message.id == reply.id).values(values))
         db.session.execute(
             update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
         )
         db.session.commit()
     except Exception:  # noqa: BLE001 - log once; the caller's stream may already be gone
         db.session.rollback()
-        log.exception("could not save reply %s", reply_id)
+        log.exception("could not save reply %s", reply.id)
+    # The row now holds these values; show them without reading it back (the view's session,
+    # which loaded ``reply``, may already be closed when streaming).
+    for key, value in values.items():
+        set_committed_value(reply, key, value)
+    return reply
 
 
 def count_messages(conversation_id: int) -> int:

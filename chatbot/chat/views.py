@@ -55,13 +55,16 @@ def is_htmx() -> bool:
 
 
 def render_chat(conversation: Conversation | None, *, error: str | None = None, draft: str = "",
-                status: int = 200):
-    messages = service.messages_of(conversation) if conversation else []
+                status: int = 200, before: int | None = None):
+    messages, has_more = (service.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
+                          if conversation else ([], False))
     return render_template(
         "chat/page.html",
         conversation=conversation,
         messages=messages,
-        last_id=messages[-1].id if messages else None,
+        has_more=has_more,
+        before=before,
+        last_id=messages[-1].id if messages and before is None else None,
         assistant=get_provider(current_app),
         error=error,
         draft=draft,
@@ -83,7 +86,21 @@ def show(public_id: str):
     conversation = owned_conversation_or_404(public_id)
     if session.get("current") != public_id:
         session["current"] = public_id
-    return render_chat(conversation)
+    return render_chat(conversation, before=request.args.get("before", type=int))
+
+
+@bp.get("/c/<public_id>/earlier")
+def earlier(public_id: str):
+    """The messages before ``before``, for the "Show earlier messages" link (htmx swaps it)."""
+    conversation = owned_conversation_or_404(public_id)
+    before = request.args.get("before", type=int)
+    if before is None:
+        abort(400, description="Which messages? The link is missing its 'before' id.")
+    if not is_htmx():
+        return redirect(url_for("chat.show", public_id=public_id, before=before), 303)
+    messages, has_more = service.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
+    return render_template("chat/_earlier.html", conversation=conversation, messages=messages,
+                           has_more=has_more, last_id=None, assistant=get_provider(current_app))
 
 
 @bp.post("/new")

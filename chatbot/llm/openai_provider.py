@@ -1,14 +1,20 @@
 """The OpenAI provider: the official SDK's ``chat.completions`` with ``stream=True``.
 
-The SDK validates every request's params against its typed schema in Python before sending,
-about 0.14 ms per message (0.7 s at 5,000 messages). The messages we send are plain wire-format
-dicts already, so they go in ``extra_body`` (merged into the JSON body as-is) with ``messages=[]``
-as the typed placeholder: the bytes on the wire are the same as the typed call's (tested), and the
-SDK still does auth, retries, base URL and stream parsing.
+Two measured costs of the SDK's typed path are skipped, while its client still does auth,
+retries, base URL, timeouts and the mapping of HTTP errors to exceptions:
+
+- It validates every request's params against its typed schema in Python before sending, about
+  0.14 ms per message (0.7 s at 5,000 messages). Our messages are plain wire-format dicts already,
+  so they go in ``extra_body`` (merged into the JSON body as-is) with ``messages=[]`` as the typed
+  placeholder: the bytes on the wire are the same as the typed call's (tested).
+- It builds a typed ``ChatCompletionChunk`` object for every streamed chunk, about 0.12 ms each
+  (2.4 ms of a 20-chunk reply, with the GIL held). ``with_streaming_response`` hands us the raw
+  ``data:`` lines instead, and a chunk is one ``json.loads``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -88,47 +94,62 @@ class _OpenAIReply:
     def __init__(self, provider: OpenAIProvider, messages: list[dict]):
         self._provider = provider
         self._messages = messages
-        self._sdk_stream = None
+        self._response = None
         self._closed = threading.Event()
 
     def __iter__(self):
+        create = self._provider.client.chat.completions.with_streaming_response.create
         try:
-            self._sdk_stream = self._provider.client.chat.completions.create(
-                **self._provider.request_kwargs(self._messages)
-            )
+            manager = create(**self._provider.request_kwargs(self._messages))
+            response = manager.__enter__()  # sends the request; raises on 4xx/5xx after retries
         except Exception as exc:  # noqa: BLE001 - mapped to a plain reason
             err = _reason(exc)
             log.warning("model call failed before the reply: %s (%s)", err.kind, type(exc).__name__)
             raise err from None
+        self._response = response
         finished = False
-        with self._sdk_stream as sdk_stream:
+        try:
             if self._closed.is_set():
                 return
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, event names
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if chunk.get("error"):
+                    raise ProviderError("The assistant's server reported an error mid-reply.", "stream_error")
+                if chunk.get("usage"):
+                    u = chunk["usage"]
+                    yield Usage(u.get("prompt_tokens"), u.get("completion_tokens"), u.get("total_tokens"))
+                for choice in (chunk.get("choices") or ())[:1]:
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        yield Text(content)
+                    if choice.get("finish_reason"):
+                        finished = True
+                        yield Finish(choice["finish_reason"])
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if self._closed.is_set():
+                return
+            log.warning("model stream broke off: %s", type(exc).__name__)
+            raise ProviderError("The connection to the assistant broke off.", "cut") from None
+        finally:
             try:
-                for chunk in sdk_stream:
-                    if chunk.usage is not None:
-                        u = chunk.usage
-                        yield Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
-                    for choice in chunk.choices[:1]:
-                        if choice.delta is not None and choice.delta.content:
-                            yield Text(choice.delta.content)
-                        if choice.finish_reason:
-                            finished = True
-                            yield Finish(choice.finish_reason)
-            except Exception as exc:  # noqa: BLE001
-                if self._closed.is_set():
-                    return
-                err = _reason(exc)
-                log.warning("model stream broke off: %s (%s)", err.kind, type(exc).__name__)
-                raise ProviderError("The connection to the assistant broke off.", "cut") from None
+                manager.__exit__(None, None, None)  # closes the upstream connection
+            except Exception:  # noqa: BLE001
+                pass
         if not finished and not self._closed.is_set():
             raise ProviderError("The assistant's reply ended before it was finished.", "cut")
 
     def close(self) -> None:
         self._closed.set()
-        s = self._sdk_stream
-        if s is not None:
+        response = self._response
+        if response is not None:
             try:
-                s.close()
+                response.close()
             except Exception:  # noqa: BLE001 - closing from another thread is best effort
                 pass

@@ -1,0 +1,153 @@
+"""What a whole turn costs next to a bare Flask turn; prints medians.
+
+Both answer one message through the Flask test client (no socket in front of the app), against
+the same zero-latency fake OpenAI server over real HTTP on 127.0.0.1, run in its own process (in
+this one it would compete for the GIL and inflate both figures):
+
+- bare: a minimal Flask view: sqlite3 insert, one typed ``chat.completions.create`` (not
+  streamed, two messages), sqlite3 insert, an f-string of HTML;
+- ours: the real app: server-side session, ownership check, both messages saved, history read
+  within the token budget, streamed reply, templates rendered, reply saved with metadata;
+- ours at N messages: the same turn in a conversation that already holds N messages
+  (the history sent is capped by CHATBOT_HISTORY_TOKENS);
+- page at N messages: GET of that conversation's page.
+
+    python bench/turn_overhead.py [--turns 200] [--long 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import openai  # noqa: E402
+from flask import Flask, request  # noqa: E402
+from markupsafe import escape  # noqa: E402
+
+REPLY = "Restart the phone, then check Settings > Battery for apps that use the most power."
+
+HX = {"HX-Request": "true"}
+
+
+def bare_app(db_path: str, base_url: str) -> Flask:
+    app = Flask("bare")
+    client = openai.OpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
+    with sqlite3.connect(db_path) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, content TEXT, is_user INTEGER)")
+
+    @app.post("/turn")
+    def turn():
+        text = request.form["content"]
+        con = sqlite3.connect(db_path)
+        con.execute("INSERT INTO m (content, is_user) VALUES (?, 1)", (text,))
+        con.commit()
+        reply = client.chat.completions.create(
+            model="gpt-4.1-nano", messages=[{"role": "system", "content": "Be brief."},
+                                            {"role": "user", "content": text}])
+        answer = reply.choices[0].message.content
+        con.execute("INSERT INTO m (content, is_user) VALUES (?, 0)", (answer,))
+        con.commit()
+        con.close()
+        return f"<article>{escape(text)}</article><article>{escape(answer)}</article>"
+
+    return app
+
+
+def timed(fn, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def fill(app, public_id: str, n: int) -> None:
+    """Give a conversation n messages straight in the database (as a long chat would have)."""
+    from sqlalchemy import insert, select
+
+    from chatbot.extensions import db
+    from chatbot.models import Conversation, Message, utcnow
+
+    with app.app_context():
+        cid = db.session.execute(select(Conversation.id).where(Conversation.public_id == public_id)).scalar()
+        now = utcnow()
+        rows = [{"conversation_id": cid, "is_user": i % 2 == 0, "status": "complete", "timestamp": now,
+                 "content": f"Message {i}: my phone's battery drains fast when I use maps and the camera.",
+                 "meta": {}} for i in range(n)]
+        db.session.execute(insert(Message), rows)
+        db.session.commit()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--long", type=int, default=5000)
+    args = parser.parse_args()
+
+    fake = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", REPLY], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    fake_url = fake.stdout.readline().strip()
+    tmp = tempfile.mkdtemp(prefix="chatbot-bench-")
+    os.environ["CHATBOT_INSTANCE_PATH"] = tmp
+    try:
+        bare = bare_app(f"{tmp}/bare.sqlite3", fake_url).test_client()
+        from chatbot import create_app
+
+        app = create_app({
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/ours.sqlite3", "PROVIDER": "openai",
+            "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake_url, "OPENAI_MAX_RETRIES": 0,
+        })
+        ours = app.test_client()
+
+        def our_turn(conversation=""):
+            r = ours.post("/messages", data={"content": "My battery drains fast", "conversation": conversation},
+                          headers=HX, buffered=True)
+            assert r.status_code == 200 and b'data-status=\\"complete\\"' not in r.data
+            return r
+
+        first = our_turn()
+        public_id = first.get_data(as_text=True).split("data: /c/", 1)[1].split("\n", 1)[0]
+        for _ in range(20):  # warm up both
+            bare.post("/turn", data={"content": "warm"})
+            our_turn(public_id)
+
+        b = timed(lambda: bare.post("/turn", data={"content": "My battery drains fast"}), args.turns)
+        o = timed(lambda: our_turn(public_id), args.turns)
+
+        ours.post("/new")
+        long_id = our_turn().get_data(as_text=True).split("data: /c/", 1)[1].split("\n", 1)[0]
+        fill(app, long_id, args.long)
+        lt = timed(lambda: our_turn(long_id), max(20, args.turns // 5))
+        from chatbot.chat.service import model_input
+        from chatbot.extensions import db
+        from chatbot.models import Conversation
+        with app.app_context():
+            conv = db.session.execute(db.select(Conversation).filter_by(public_id=long_id)).scalar_one()
+            sent = len(model_input(conv.id, 10**12, app.config["SYSTEM_PROMPT"], app.config["HISTORY_TOKENS"]))
+        page = timed(lambda: ours.get(f"/c/{long_id}"), 10)
+
+        print(f"turn cost, median of {args.turns} (Flask test client; zero-latency fake model over HTTP)")
+        print(f"  bare Flask turn                    {statistics.median(b):6.2f} ms")
+        print(f"  our full turn                      {statistics.median(o):6.2f} ms   "
+              f"({statistics.median(o) / statistics.median(b):.2f}x bare)")
+        print(f"  our turn at {args.long:,} messages        {statistics.median(lt):6.2f} ms   "
+              f"({sent} messages sent within the history budget)")
+        print(f"  page GET at {args.long:,} messages        {statistics.median(page):6.2f} ms")
+    finally:
+        fake.kill()
+
+
+if __name__ == "__main__":
+    main()
