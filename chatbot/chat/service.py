@@ -153,22 +153,53 @@ class Turn:
     created: bool = False  # the conversation was created by this turn
 
 
+# Prebuilt Core statements for the two writes every turn makes: on this path the ORM's unit of
+# work and statement building cost more than SQLite itself (0.8 ms against 5 us per write).
+_messages = Message.__table__
+_INSERT_MESSAGE = _messages.insert()
+_TOUCH = (
+    Conversation.__table__.update()
+    .where(Conversation.__table__.c.id == bindparam("conversation_id"))
+    .values(updated_at=bindparam("updated_at"), title=bindparam("title"))
+)
+_SAVE_REPLY = (
+    _messages.update()
+    .where(_messages.c.id == bindparam("reply_id"))
+    .values(content=bindparam("content"), status=bindparam("status"), metadata=bindparam("meta"))
+)
+_TOUCH_UPDATED = (
+    Conversation.__table__.update()
+    .where(Conversation.__table__.c.id == bindparam("conversation_id"))
+    .values(updated_at=bindparam("updated_at"))
+)
+
+
 def begin_turn(owner: str, conversation: Conversation | None, content: str | None,
                max_chars: int) -> Turn:
     """Save the user's message (creating the conversation on the first one) and a placeholder."""
     text = clean_content(content, max_chars)
+    now = utcnow()
     created = conversation is None
     if created:
-        conversation = Conversation(owner=owner, title=title_from(text))
+        conversation = Conversation(owner=owner, title=title_from(text), created_at=now, updated_at=now)
         db.session.add(conversation)
-    elif conversation.title == DEFAULT_TITLE:
-        conversation.title = title_from(text)
-    now = utcnow()
-    conversation.updated_at = now
-    user_message = Message(conversation=conversation, content=text, is_user=True, timestamp=now)
-    reply = Message(conversation=conversation, content="", is_user=False, status="streaming",
-                    timestamp=now)
-    db.session.add_all([user_message, reply])
+        db.session.flush()
+    else:
+        title = title_from(text) if conversation.title == DEFAULT_TITLE else conversation.title
+        db.session.connection().execute(
+            _TOUCH, {"conversation_id": conversation.id, "updated_at": now, "title": title})
+        set_committed_value(conversation, "title", title)
+        set_committed_value(conversation, "updated_at", now)
+    conn = db.session.connection()
+    user_message = Message(conversation_id=conversation.id, content=text, is_user=True,
+                           status="complete", timestamp=now, meta={})
+    reply = Message(conversation_id=conversation.id, content="", is_user=False,
+                    status="streaming", timestamp=now, meta={})
+    for message in (user_message, reply):
+        message.id = conn.execute(_INSERT_MESSAGE, {
+            "conversation_id": message.conversation_id, "content": message.content,
+            "is_user": message.is_user, "status": message.status, "timestamp": now, "metadata": {},
+        }).inserted_primary_key[0]
     db.session.commit()
     return Turn(conversation, reply, user_message, created)
 
@@ -389,10 +420,9 @@ def _save(reply: Message, conversation_id: int, provider: Provider, outcome: _Ou
     values = {"content": "".join(outcome.parts), "status": outcome.status, "meta": meta}
     try:
         db.session.rollback()  # whatever was open, start clean for one short write
-        db.session.execute(update(Message).where(Message.id == reply.id).values(values))
-        db.session.execute(
-            update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
-        )
+        conn = db.session.connection()
+        conn.execute(_SAVE_REPLY, {"reply_id": reply.id, **values})
+        conn.execute(_TOUCH_UPDATED, {"conversation_id": conversation_id, "updated_at": utcnow()})
         db.session.commit()
     except Exception:  # noqa: BLE001 - log once; the caller's stream may already be gone
         db.session.rollback()
