@@ -45,6 +45,19 @@
     if (path && path !== location.pathname) history.pushState({ htmx: true }, "", path);
   });
 
+  // Times are sent in UTC; show them in the reader's own time zone.
+  const localTimes = (root) => {
+    root.querySelectorAll("time[datetime]:not([data-local])").forEach((t) => {
+      const d = new Date(t.getAttribute("datetime"));
+      if (isNaN(d)) return;
+      t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      t.title = d.toLocaleString();
+      t.dataset.local = "1";
+    });
+  };
+  localTimes(document);
+  document.addEventListener("htmx:after:swap", () => localTimes(messages));
+
   // Esc stops the reply being written.
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape") return;
