@@ -23,8 +23,12 @@ errorlog = "-"
 def on_starting(server):
     """Create the schema once, in the master, before any worker starts (no create_all race)."""
     from chatbot import create_app
+    from chatbot.chat.service import interrupt_leftovers
     from chatbot.extensions import db
 
     app = create_app()
     with app.app_context():
+        left = interrupt_leftovers()  # replies cut short by the last shutdown
+        if left:
+            server.log.info("marked %d unfinished replies as interrupted", left)
         db.engine.dispose()  # no pooled connection may cross the fork

@@ -37,9 +37,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     cli.init_app(app)
 
+    @app.errorhandler(400)
     @app.errorhandler(404)
     @app.errorhandler(405)
-    @app.errorhandler(400)
+    @app.errorhandler(413)
+    @app.errorhandler(500)
     def http_error(error):
         if request.headers.get("HX-Request") == "true":  # lands in the composer's error line
             return render_template("chat/_composer_error.html", error=error.description), error.code

@@ -82,6 +82,8 @@ def load(app, test_config: dict | None) -> None:
         raise RuntimeError(
             f"CHATBOT_PROVIDER must be auto, openai or offline, not {app.config['PROVIDER']!r}"
         )
+    if app.config["PRODUCTION"]:
+        app.config["SESSION_COOKIE_SECURE"] = True  # production is served over HTTPS
     if not app.config["SECRET_KEY"]:
         if app.config["PRODUCTION"]:
             raise RuntimeError("SECRET_KEY must be set in production (environment or instance/config.py).")

@@ -434,6 +434,19 @@ def _save(reply: Message, conversation_id: int, provider: Provider, outcome: _Ou
     return reply
 
 
+def interrupt_leftovers() -> int:
+    """Mark replies left "streaming" by a server that stopped mid-reply as interrupted.
+
+    Only safe while no worker is serving (gunicorn's master calls it before forking).
+    """
+    done = db.session.execute(
+        update(Message).where(Message.status.in_(("streaming", "stopping")))
+        .values(status="interrupted", meta={"finish_reason": "server_restarted"})
+    ).rowcount
+    db.session.commit()
+    return done
+
+
 def count_messages(conversation_id: int) -> int:
     return db.session.execute(
         select(func.count(Message.id)).where(Message.conversation_id == conversation_id)
