@@ -8,7 +8,7 @@ import os
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, text
 
 from .extensions import db
 
@@ -32,7 +32,13 @@ def create_schema() -> None:
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            db.create_all()
+            if db.engine.dialect.name == "postgresql":
+                # several hosts may share one database: take a database-wide lock as well
+                with db.engine.begin() as conn:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(724716)"))
+                    db.metadata.create_all(conn)
+            else:
+                db.create_all()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +23,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from .extensions import db
 
 DEFAULT_TITLE = "New conversation"
+# A reply being written is re-saved (with its text so far) at least this often...
+PROGRESS_SECONDS = 1.0
+# ...so one not re-saved for this long has no turn behind it any more (worker killed, server
+# restarted): it is shown as interrupted and may be retried.
+STREAM_LEASE = timedelta(seconds=10)
+LIVE = ("streaming", "stopping")
 
 
 def utcnow() -> datetime:
@@ -90,6 +96,8 @@ class Message(db.Model):
     # complete | streaming | stopping (stop asked, not yet seen) | error | interrupted
     status: Mapped[str] = mapped_column(String(16), default="complete")
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Last time the row was written; a live reply's heartbeat (see STREAM_LEASE).
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     # "metadata" is reserved on declarative classes, so the attribute is ``meta``.
     meta: Mapped[dict] = mapped_column("metadata", MutableDict.as_mutable(JSON), default=dict)
 
@@ -98,6 +106,14 @@ class Message(db.Model):
     @property
     def role(self) -> str:
         return "user" if self.is_user else "assistant"
+
+    @property
+    def shown_status(self) -> str:
+        """The status a reader should see: a live reply whose lease ran out is "stale"."""
+        if self.status in LIVE:
+            written = self.updated_at or self.timestamp
+            return "stale" if utcnow() - written > STREAM_LEASE else "streaming"
+        return self.status
 
     def __repr__(self) -> str:
         return f"<Message {self.id} {self.role} {self.status}>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -163,10 +164,18 @@ class FakeOpenAI:
             h.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
             h.wfile.flush()
 
+        def wait(seconds: float) -> None:
+            """Sleep, but notice at once if the client hangs up meanwhile (a real server would)."""
+            end = time.perf_counter() + seconds
+            while (left := end - time.perf_counter()) > 0:
+                readable, _, _ = select.select([h.connection], [], [], min(left, 0.02))
+                if readable and h.connection.recv(1, socket.MSG_PEEK) == b"":
+                    raise BrokenPipeError("client closed the stream")
+
         try:
             send(chunk({"role": "assistant", "content": ""}))
             if reply.first_token_delay:
-                time.sleep(reply.first_token_delay)
+                wait(reply.first_token_delay)
             for i, piece in enumerate(pieces):
                 if reply.cut_after is not None and i >= reply.cut_after:
                     h.close_connection = True
@@ -174,7 +183,7 @@ class FakeOpenAI:
                     h.connection.shutdown(2)  # drop the line mid-stream, as a failing network does
                     return
                 if i and reply.token_delay:
-                    time.sleep(reply.token_delay)
+                    wait(reply.token_delay)
                 send(chunk({"content": piece}))
                 if i == 0:
                     self.first_token_sent.append(time.perf_counter())

@@ -202,6 +202,21 @@ def test_failed_reply_shows_the_reason_and_retry_reuses_the_turn(chat, fake_open
     assert_no_js_errors(page)
 
 
+def test_double_clicking_retry_asks_for_one_retry(chat, fake_openai):
+    page = chat
+    fake_openai.will(Reply(status=500), Reply(status=500))
+    send_with_enter(page, "Why won't it charge?")
+    retry = page.locator(ASSISTANT).locator('[data-action="retry"]')
+    expect(retry).to_be_visible()
+    retry.dblclick()
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "error")
+    expect(page.locator(ASSISTANT).locator('[data-action="retry"]')).to_be_visible()
+    page.wait_for_timeout(300)  # a queued second retry would have been sent by now
+    assert len(fake_openai.requests) == 2  # the message, then one retry
+    expect(page.locator("#composer-error")).to_have_text("")
+    assert_no_js_errors(page)
+
+
 def test_shift_enter_makes_a_new_line_instead_of_sending(chat, fake_openai):
     page = chat
     box = composer(page)

@@ -240,21 +240,3 @@ def test_ten_simultaneous_streams_complete_and_pages_still_load(gunicorn_server,
         assert "<strong>done</strong>" in final
     sent = sorted(r.json["messages"][-1]["content"] for r in fake_openai.requests)
     assert sent == sorted(f"question {i}" for i in range(10))
-
-
-def test_gunicorn_start_marks_replies_left_streaming_as_interrupted(app, client, fake_openai, tmp_path):
-    """A reply cut short by a shutdown is not shown as "still writing" forever."""
-    from sqlalchemy import update
-
-    from chatbot.chat.service import interrupt_leftovers
-    from chatbot.extensions import db
-    from chatbot.models import Message
-
-    client.post("/messages", data={"content": "x"}, headers=HX, buffered=True)
-    with app.app_context():
-        db.session.execute(update(Message).where(Message.id == 2).values(status="streaming", content="half"))
-        db.session.commit()
-        assert interrupt_leftovers() == 1
-    page = client.get("/").get_data(as_text=True)
-    assert 'data-status="interrupted"' in page and "server restarted" in page
-    assert 'data-action="retry"' in page and 'data-action="stop"' not in page

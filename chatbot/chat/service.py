@@ -25,7 +25,15 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from ..llm import Finish, Provider, ProviderError, ReplyStream, Text, Usage
-from ..models import DEFAULT_TITLE, Conversation, Message, utcnow
+from ..models import (
+    DEFAULT_TITLE,
+    LIVE,
+    PROGRESS_SECONDS,
+    STREAM_LEASE,
+    Conversation,
+    Message,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,18 @@ def conversation_of_message(owner: str, message_id: int) -> Conversation | None:
         select(Conversation).join(Message, Message.conversation_id == Conversation.id)
         .where(Message.id == message_id, Conversation.owner == owner)
     ).scalar_one_or_none()
+
+
+def message_in(conversation: Conversation, message_id: int) -> Message:
+    return db.session.execute(
+        select(Message).where(Message.id == message_id, Message.conversation_id == conversation.id)
+    ).scalar_one()
+
+
+def last_message_id(conversation: Conversation) -> int | None:
+    return db.session.execute(
+        select(func.max(Message.id)).where(Message.conversation_id == conversation.id)
+    ).scalar()
 
 
 def messages_of(conversation: Conversation, before_id: int | None = None,
@@ -162,10 +182,16 @@ _TOUCH = (
     .where(Conversation.__table__.c.id == bindparam("conversation_id"))
     .values(updated_at=bindparam("updated_at"), title=bindparam("title"))
 )
-_SAVE_REPLY = (
+_SAVE_REPLY = (  # only while the reply is still ours: a retry may have claimed a stale one
     _messages.update()
-    .where(_messages.c.id == bindparam("reply_id"))
-    .values(content=bindparam("content"), status=bindparam("status"), metadata=bindparam("meta"))
+    .where(_messages.c.id == bindparam("reply_id"), _messages.c.status.in_(LIVE))
+    .values(content=bindparam("content"), status=bindparam("status"), metadata=bindparam("meta"),
+            updated_at=bindparam("updated_at"))
+)
+_PROGRESS = (  # the text so far and a heartbeat, while the reply is being written
+    _messages.update()
+    .where(_messages.c.id == bindparam("reply_id"), _messages.c.status.in_(LIVE))
+    .values(content=bindparam("content"), updated_at=bindparam("updated_at"))
 )
 _TOUCH_UPDATED = (
     Conversation.__table__.update()
@@ -196,9 +222,11 @@ def begin_turn(owner: str, conversation: Conversation | None, content: str | Non
     reply = Message(conversation_id=conversation.id, content="", is_user=False,
                     status="streaming", timestamp=now, meta={})
     for message in (user_message, reply):
+        message.updated_at = now
         message.id = conn.execute(_INSERT_MESSAGE, {
             "conversation_id": message.conversation_id, "content": message.content,
-            "is_user": message.is_user, "status": message.status, "timestamp": now, "metadata": {},
+            "is_user": message.is_user, "status": message.status, "timestamp": now,
+            "updated_at": now, "metadata": {},
         }).inserted_primary_key[0]
     db.session.commit()
     return Turn(conversation, reply, user_message, created)
@@ -212,11 +240,15 @@ def begin_retry(conversation: Conversation, message_id: int) -> Turn:
     ).scalar_one_or_none()
     if last is None or last.id != message_id or last.is_user:
         raise TurnRefused("Only the latest reply can be retried.", 409)
-    # Claim it atomically: two retries of one reply must not both call the model.
+    # Claim it atomically: two retries of one reply must not both call the model. A reply left
+    # "streaming" by a turn that died (its lease ran out) may be claimed too.
+    now = utcnow()
     claimed = db.session.execute(
         update(Message)
-        .where(Message.id == message_id, Message.status.in_(RETRYABLE))
-        .values(status="streaming", content="", meta={}, timestamp=utcnow())
+        .where(Message.id == message_id,
+               Message.status.in_(RETRYABLE)
+               | (Message.status.in_(LIVE) & (Message.updated_at < now - STREAM_LEASE)))
+        .values(status="streaming", content="", meta={}, timestamp=now, updated_at=now)
     ).rowcount
     if not claimed:
         db.session.rollback()
@@ -294,6 +326,20 @@ def stop_requested(message_id: int) -> bool:
     return status == "stopping"
 
 
+def save_progress(message_id: int, content: str) -> None:
+    """Save a live reply's text so far and renew its lease (own short transaction)."""
+    with db.engine.begin() as conn:
+        conn.execute(_PROGRESS, {"reply_id": message_id, "content": content, "updated_at": utcnow()})
+
+
+def abandon(turn: Turn) -> None:
+    """The client left before the turn started: mark its reply interrupted, not "streaming"."""
+    with db.engine.begin() as conn:
+        conn.execute(_SAVE_REPLY, {
+            "reply_id": turn.reply.id, "content": "", "status": "interrupted",
+            "meta": {"finish_reason": "client_disconnected"}, "updated_at": utcnow()})
+
+
 def request_stop(conversation: Conversation, message_id: int) -> bool:
     """Ask the running turn writing ``message_id`` to stop; False if it isn't streaming."""
     done = db.session.execute(
@@ -332,16 +378,24 @@ def _generate(provider, messages, reply_id, outcome: _Outcome, started, flush_ev
     pump = _Pump(provider.stream(messages))
     buf: list[str] = []
     last_flush = float("-inf")  # the first text goes out at once
-    last_check = started  # a stop can't have been asked before the reply started showing
+    last_check = last_progress = started  # nobody could have asked to stop before the start
 
     def should_stop() -> bool:
-        """Look for a stop request, at most every STOP_CHECK_SECONDS (it costs a query)."""
-        nonlocal last_check
+        """Look for a stop request, at most every STOP_CHECK_SECONDS (it costs a query), and
+        save the text so far every PROGRESS_SECONDS (the heartbeat that keeps the reply live)."""
+        nonlocal last_check, last_progress
         now = time.perf_counter()
         if now - last_check < STOP_CHECK_SECONDS:
             return False
         last_check = now
-        return stop_requested(reply_id)
+        try:
+            if now - last_progress >= PROGRESS_SECONDS:
+                last_progress = now
+                save_progress(reply_id, "".join(outcome.parts))
+            return stop_requested(reply_id)
+        except Exception:  # noqa: BLE001 - a busy database must not end the reply
+            log.warning("could not check reply %s for a stop request", reply_id, exc_info=True)
+            return False
 
     try:
         while True:
@@ -417,7 +471,8 @@ def _save(reply: Message, conversation_id: int, provider: Provider, outcome: _Ou
     if outcome.error is not None:
         meta["error"] = outcome.error.reason
         meta["error_kind"] = outcome.error.kind
-    values = {"content": "".join(outcome.parts), "status": outcome.status, "meta": meta}
+    values = {"content": "".join(outcome.parts), "status": outcome.status, "meta": meta,
+              "updated_at": utcnow()}
     try:
         db.session.rollback()  # whatever was open, start clean for one short write
         conn = db.session.connection()
@@ -437,10 +492,12 @@ def _save(reply: Message, conversation_id: int, provider: Provider, outcome: _Ou
 def interrupt_leftovers() -> int:
     """Mark replies left "streaming" by a server that stopped mid-reply as interrupted.
 
-    Only safe while no worker is serving (gunicorn's master calls it before forking).
+    Only those whose lease ran out: a reply another worker or host is still writing renews its
+    lease every PROGRESS_SECONDS and is left alone.
     """
     done = db.session.execute(
-        update(Message).where(Message.status.in_(("streaming", "stopping")))
+        update(Message)
+        .where(Message.status.in_(LIVE), Message.updated_at < utcnow() - STREAM_LEASE)
         .values(status="interrupted", meta={"finish_reason": "server_restarted"})
     ).rowcount
     db.session.commit()

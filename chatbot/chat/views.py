@@ -31,10 +31,14 @@ from .service import HEARTBEAT, Delta, Finished, TurnRefused
 
 # --- the browser's identity and its conversations ------------------------------------------
 
-def current_owner() -> str:
-    """The browser's random owner token, created on first use; the session is renewed daily."""
+def current_owner(create: bool = True) -> str | None:
+    """The browser's random owner token; created by its first message (a visit that only reads
+    stores nothing, so crawlers and health checks leave no session rows). An active browser's
+    session is renewed once a day."""
     owner = session.get("owner")
     if owner is None:
+        if not create:
+            return None
         owner = session["owner"] = secrets.token_urlsafe(24)
     today = date.today().isoformat()
     if session.get("renewed") != today:  # one write a day keeps an active browser's session alive
@@ -44,9 +48,16 @@ def current_owner() -> str:
 
 def owned_conversation_or_404(public_id: str) -> Conversation:
     """Every route that touches a conversation goes through here: other owners get 404."""
-    conversation = service.find_conversation(current_owner(), public_id)
+    conversation = service.find_conversation(current_owner(create=False), public_id)
     if conversation is None:
         abort(404, description="This conversation doesn't exist, or it isn't yours.")
+    return conversation
+
+
+def owned_conversation_of_message_or_404(message_id: int) -> Conversation:
+    conversation = service.conversation_of_message(current_owner(create=False), message_id)
+    if conversation is None:
+        abort(404, description="This message doesn't exist, or it isn't yours.")
     return conversation
 
 
@@ -77,7 +88,7 @@ def render_chat(conversation: Conversation | None, *, error: str | None = None, 
 @bp.get("/")
 def index():
     """The conversation this browser had open, or an empty one (created by its first message)."""
-    conversation = service.find_conversation(current_owner(), session.get("current"))
+    conversation = service.find_conversation(current_owner(create=False), session.get("current"))
     return render_chat(conversation)
 
 
@@ -145,13 +156,21 @@ def send():
 @bp.post("/messages/<int:message_id>/stop")
 def stop(message_id: int):
     """Ask the running reply to stop; it is saved as stopped and ends its own stream."""
-    conversation = service.conversation_of_message(current_owner(), message_id)
-    if conversation is None:
-        abort(404, description="This message doesn't exist, or it isn't yours.")
+    conversation = owned_conversation_of_message_or_404(message_id)
     service.request_stop(conversation, message_id)
     if is_htmx():
         return "", 204
     return redirect(url_for("chat.show", public_id=conversation.public_id), 303)
+
+
+@bp.get("/messages/<int:message_id>")
+def message(message_id: int):
+    """One message as it is now: a page opened while a reply is written polls this until it ends."""
+    conversation = owned_conversation_of_message_or_404(message_id)
+    found = service.message_in(conversation, message_id)
+    return render_template("chat/_message.html", message=found, poll=True,
+                           last_id=service.last_message_id(conversation),
+                           assistant=get_provider(current_app))
 
 
 # --- the stream ----------------------------------------------------------------------------
@@ -174,9 +193,18 @@ def _stream(turn: service.Turn, provider, *, retried: bool) -> Response:
     address = url_for("chat.show", public_id=conversation.public_id)
 
     def events():
-        yield sse(first)
-        if turn.created:  # the address bar follows the new conversation (pushed by chat.js)
-            yield sse(address, event="chatbot:navigate")
+        started = False
+        try:
+            yield sse(first)
+            if turn.created:  # the address bar follows the new conversation (pushed by chat.js)
+                yield sse(address, event="chatbot:navigate")
+            started = True
+            yield from turn_events()
+        finally:
+            if not started:  # the client left before the turn began: don't leave it "streaming"
+                service.abandon(turn)
+
+    def turn_events():
         for event in service.run(turn, provider, config):
             if isinstance(event, Delta):
                 yield sse(f'<hx-partial hx-target="{body}" hx-swap="beforeend">'

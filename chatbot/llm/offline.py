@@ -154,13 +154,15 @@ class Index:
         close = [c for c in close if abs(len(c) - len(stem)) <= 1]
         return close[0] if close else None
 
+    MAX_QUERY_STEMS = 64  # a long message is judged by its first words (bounded CPU per turn)
+
     def query_terms(self, latest: str, earlier: list[str]) -> dict[str, float]:
         q: Counter = Counter()
-        for s in stems(latest):
+        for s in stems(latest)[: self.MAX_QUERY_STEMS]:
             if (k := self._known(s)) is not None:
                 q[k] += 1.0
         weight = self.FOLLOW_UP_CONTEXT_WEIGHT if len(q) <= 2 else self.QUERY_CONTEXT_WEIGHT
-        for s in stems(" ".join(earlier)):
+        for s in stems(" ".join(earlier[-3:]))[: self.MAX_QUERY_STEMS]:
             if (k := self._known(s)) is not None:
                 q[k] += weight
         return q

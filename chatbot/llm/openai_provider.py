@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 
 import openai
@@ -146,10 +147,24 @@ class _OpenAIReply:
             raise ProviderError("The assistant's reply ended before it was finished.", "cut")
 
     def close(self) -> None:
+        """End the reply now, even while the reader thread is blocked waiting for the model.
+
+        Closing the response object does not wake a ``recv()`` in progress, so the socket is
+        shut down first: the reader sees end-of-stream at once and the upstream request (and its
+        billing) ends, instead of lingering until the read timeout.
+        """
         self._closed.set()
         response = self._response
-        if response is not None:
-            try:
-                response.close()
-            except Exception:  # noqa: BLE001 - closing from another thread is best effort
-                pass
+        if response is None:
+            return
+        try:
+            stream = response.http_response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except Exception:  # noqa: BLE001 - transport internals vary; close() below still runs
+            pass
+        try:
+            response.close()
+        except Exception:  # noqa: BLE001 - closing from another thread is best effort
+            pass

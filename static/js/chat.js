@@ -24,7 +24,14 @@
 
   // A retry button submits this form too; it must not wipe what the user is typing.
   form.addEventListener("submit", (e) => {
-    clearOnAccept = !(e.submitter && e.submitter.name === "retry");
+    const retry = e.submitter && e.submitter.name === "retry" ? e.submitter : null;
+    if (retry && retry.dataset.sent) {  // a double click must not ask for two retries
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      return;
+    }
+    if (retry) retry.dataset.sent = "1";
+    clearOnAccept = !retry;
     stickToBottom = true;
   }, true);
 
@@ -61,7 +68,8 @@
   // Esc stops the reply being written.
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape") return;
-    const stop = messages.querySelector('[data-status="streaming"] [data-action="stop"]');
+    const stops = messages.querySelectorAll('[data-status="streaming"] [data-action="stop"]');
+    const stop = stops[stops.length - 1];  // the newest reply being written
     if (stop) { e.preventDefault(); stop.click(); }
   });
 })();

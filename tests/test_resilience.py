@@ -1,0 +1,130 @@
+"""Replies whose turn died, pages opened mid-reply, clients that vanish at once, silent models."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import requests
+from sqlalchemy import func, select, update
+
+from chatbot.chat.service import interrupt_leftovers
+from chatbot.extensions import db
+from chatbot.models import Message, SessionRecord, utcnow
+
+from .fake_openai import Reply
+from .helpers import HX, all_messages, conversation_id_from, parse_sse, send
+
+
+def set_reply(app, message_id, **values):
+    with app.app_context():
+        db.session.execute(update(Message).where(Message.id == message_id).values(**values))
+        db.session.commit()
+
+
+def test_a_reply_whose_turn_died_is_shown_interrupted_and_can_be_retried(app, client, fake_openai):
+    cid = conversation_id_from(send(client, "x"))
+    set_reply(app, 2, status="streaming", content="half an ans", updated_at=utcnow() - timedelta(seconds=30))
+    page = client.get(f"/c/{cid}").get_data(as_text=True)
+    assert 'data-status="interrupted"' in page and "stopped before it finished" in page
+    assert "half an ans" in page
+    assert 'data-action="retry"' in page and 'data-action="stop"' not in page
+    final = parse_sse(send(client, "", cid, retry=2).get_data(as_text=True))[-1]["data"]
+    assert 'data-status="complete"' in final
+
+
+def test_gunicorn_start_marks_only_expired_replies(app, client, fake_openai):
+    conversation_id_from(send(client, "one"))
+    send(client, "two", all_messages(app)[0].conversation_id and None)  # a second conversation
+    stale, live = all_messages(app)[1].id, all_messages(app)[3].id
+    set_reply(app, stale, status="streaming", updated_at=utcnow() - timedelta(seconds=30))
+    set_reply(app, live, status="streaming", updated_at=utcnow())  # another worker is writing it
+    with app.app_context():
+        assert interrupt_leftovers() == 1
+    statuses = {m.id: (m.status, m.meta.get("finish_reason")) for m in all_messages(app)}
+    assert statuses[stale] == ("interrupted", "server_restarted")
+    assert statuses[live][0] == "streaming"
+
+
+def test_a_live_reply_cannot_be_retried_behind_its_turn(app, client, fake_openai):
+    cid = conversation_id_from(send(client, "x"))
+    set_reply(app, 2, status="streaming", updated_at=utcnow())
+    response = send(client, "", cid, retry=2)
+    assert response.status_code == 409
+    assert len(fake_openai.requests) == 1
+
+
+def test_client_that_leaves_right_after_posting_leaves_no_live_reply(live_server, app, fake_openai):
+    fake_openai.will(Reply("slow", first_token_delay=2.0))
+    host, port = live_server.url.removeprefix("http://").split(":")
+    body = "content=bye&conversation="
+    for _ in range(3):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.sendall(f"POST /messages HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
+                         "Content-Type: application/x-www-form-urlencoded\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        replies = [m for m in all_messages(app) if not m.is_user]
+        if len(replies) == 3 and all(m.status == "interrupted" for m in replies):
+            break
+        time.sleep(0.05)
+    assert [m.status for m in replies] == ["interrupted"] * 3
+    assert all(m.meta["finish_reason"] == "client_disconnected" for m in replies)
+
+
+def test_stop_while_the_model_is_silent_ends_the_upstream_request_at_once(live_server, app, fake_openai):
+    fake_openai.will(Reply("never mind", first_token_delay=3.0))
+    with requests.Session() as s:
+        response = s.post(f"{live_server.url}/messages", data={"content": "hello"}, headers=HX,
+                          stream=True, timeout=10)
+        lines = response.iter_lines(decode_unicode=True)
+        next(line for line in lines if line.startswith(": keep-alive"))
+        started = time.perf_counter()
+        assert s.post(f"{live_server.url}/messages/2/stop", headers=HX).status_code == 204
+        rest = list(lines)
+        ended = time.perf_counter() - started
+    assert any('data-status="interrupted"' in line for line in rest)
+    assert ended < 1.5  # not the model's 3 s silence
+    deadline = time.time() + 1.5
+    while fake_openai.closed_streams < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert fake_openai.closed_streams == 1
+    reply = all_messages(app)[1]
+    assert reply.status == "interrupted" and reply.meta["finish_reason"] == "stopped"
+
+
+def test_a_second_page_follows_a_reply_being_written(live_server, app, fake_openai):
+    """A reload or second tab mid-reply shows the text so far and updates until it ends."""
+    words = " ".join(f"w{i}" for i in range(60))
+    fake_openai.will(Reply(words, token_delay=0.05))  # about 3 s
+    with requests.Session() as s:
+        response = s.post(f"{live_server.url}/messages", data={"content": "long one"}, headers=HX,
+                          stream=True, timeout=10)
+        consumer = threading.Thread(target=lambda: [None for _ in response.iter_lines()], daemon=True)
+        consumer.start()
+        time.sleep(1.6)  # past the first progress save
+        page = s.get(f"{live_server.url}/").text
+        assert 'data-status="streaming"' in page
+        assert 'hx-get="/messages/2" hx-trigger="every 1s"' in page
+        partial = s.get(f"{live_server.url}/messages/2").text
+        assert "w0 w1" in partial  # the text so far was saved
+        consumer.join(10)
+        final = s.get(f"{live_server.url}/messages/2").text
+    assert 'data-status="complete"' in final and "hx-trigger" not in final
+    assert "w59" in final
+
+
+def test_visits_that_only_read_store_no_session(app, fake_openai):
+    for _ in range(5):
+        client = app.test_client()
+        assert client.get("/").status_code == 200
+        assert client.get_cookie("chatbot_session") is None
+    with app.app_context():
+        assert db.session.execute(select(func.count()).select_from(SessionRecord)).scalar() == 0
+    client = app.test_client()
+    send(client, "now I talk")
+    assert client.get_cookie("chatbot_session") is not None
