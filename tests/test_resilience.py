@@ -128,3 +128,4 @@ def test_visits_that_only_read_store_no_session(app, fake_openai):
     client = app.test_client()
     send(client, "now I talk")
     assert client.get_cookie("chatbot_session") is not None
+

@@ -369,6 +369,9 @@ def run(turn: Turn, provider: Provider, config) -> Iterator[Delta | Heartbeat | 
         yield from _generate(provider, messages, reply_id, outcome, started,
                              float(config["STREAM_FLUSH_SECONDS"]),
                              float(config["STREAM_KEEPALIVE_SECONDS"]))
+    except Exception:  # noqa: BLE001 - a bug or a database failure: end the turn visibly
+        log.exception("turn for reply %s failed", reply_id)
+        _fail(outcome, ProviderError("Something went wrong on our side. Please try again.", "internal"))
     finally:
         reply = _save(reply, conversation_id, provider, outcome, started)
     yield Finished(reply)
