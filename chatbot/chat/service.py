@@ -5,7 +5,7 @@ and the tests all call the same code. A turn is two steps:
 
 1. ``begin_turn`` / ``begin_retry`` validate, save the user's message and an empty assistant
    message (status "streaming") and commit, so nothing the user wrote can be lost;
-2. ``Turn.run`` builds the model input (system prompt + the path of messages before the reply,
+2. ``run(turn, …)`` builds the model input (system prompt + the path of messages before the reply,
    newest first until the token budget is spent), reads the provider in a helper thread, yields
    text in small batches (and heartbeats while the model is silent, so a stop or a departed client
    is noticed), and saves the reply in a ``finally`` with its metadata, whatever ended it.
@@ -458,7 +458,7 @@ def _fail(outcome: _Outcome, error: ProviderError) -> None:
 
 
 def _save(reply: Message, conversation_id: int, provider: Provider, outcome: _Outcome,
-          started: float) -> None:
+          started: float) -> Message:
     meta = {
         "provider": provider.name,
         "model": provider.model,
@@ -506,8 +506,3 @@ def interrupt_leftovers() -> int:
     db.session.commit()
     return done
 
-
-def count_messages(conversation_id: int) -> int:
-    return db.session.execute(
-        select(func.count(Message.id)).where(Message.conversation_id == conversation_id)
-    ).scalar_one()
