@@ -38,7 +38,11 @@
   // The server accepted the message and the reply is streaming: clear the composer, keep focus.
   form.addEventListener("htmx:sse:after:connection", () => {
     if (errorBox) errorBox.textContent = "";
-    if (clearOnAccept) input.value = "";
+    if (clearOnAccept) {
+      input.value = "";
+      // a new turn began: only the latest reply can be retried, so older Retry buttons go
+      messages.querySelectorAll('[data-action="retry"]').forEach((b) => b.remove());
+    }
     input.focus();
   });
 
