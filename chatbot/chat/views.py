@@ -189,7 +189,6 @@ def _stream(turn: service.Turn, provider, *, retried: bool) -> Response:
     )
     body = f"#msg-{reply.id}-body"
     config = current_app.config
-    title = conversation.title  # read now: the turn's commits expire loaded rows
     address = url_for("chat.show", public_id=conversation.public_id)
 
     def events():
@@ -214,7 +213,7 @@ def _stream(turn: service.Turn, provider, *, retried: bool) -> Response:
             elif isinstance(event, Finished):
                 yield sse(render_template(
                     "chat/_turn_end.html", message=event.reply, last_id=event.reply.id,
-                    assistant=provider, title=title,
+                    assistant=provider,
                 ))
 
     return Response(
