@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
+from collections.abc import Iterator
+from typing import Any
 
 import openai
 
-from .base import Finish, ProviderError, Text, Usage
+from .base import Event, Finish, ProviderError, Text, Usage
+from .cancellable import Call, CallCancelled, http_client, tracked
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +67,16 @@ class OpenAIProvider:
     def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout: float,
                  max_retries: int, max_tokens: int | None = None):
         self.client = openai.OpenAI(
-            api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=max_retries
+            api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=max_retries,
+            http_client=http_client(),  # so that a call can be cancelled at any stage
         )
         self.model = model
         self.label = model
         self.max_tokens = max_tokens
 
-    def request_kwargs(self, messages: list[dict]) -> dict:
+    def request_kwargs(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """The ``create()`` arguments for a streamed reply to ``messages`` (wire format)."""
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             model=self.model,
             messages=[],
             stream=True,
@@ -85,33 +87,41 @@ class OpenAIProvider:
             kwargs["max_completion_tokens"] = self.max_tokens
         return kwargs
 
-    def stream(self, messages: list[dict]) -> "_OpenAIReply":
+    def stream(self, messages: list[dict[str, Any]]) -> _OpenAIReply:
         return _OpenAIReply(self, messages)
 
 
 class _OpenAIReply:
-    """Iterates one streamed completion; ``close()`` from another thread ends it early."""
+    """Iterates one streamed completion; ``close()`` from another thread ends it at any stage."""
 
-    def __init__(self, provider: OpenAIProvider, messages: list[dict]):
+    def __init__(self, provider: OpenAIProvider, messages: list[dict[str, Any]]):
         self._provider = provider
         self._messages = messages
-        self._response = None
-        self._closed = threading.Event()
+        self._call = Call()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Event]:
+        with tracked(self._call):
+            try:
+                yield from self._events()
+            except CallCancelled:
+                return
+
+    def _events(self) -> Iterator[Event]:
         create = self._provider.client.chat.completions.with_streaming_response.create
         try:
+            self._call.check()
             manager = create(**self._provider.request_kwargs(self._messages))
             response = manager.__enter__()  # sends the request; raises on 4xx/5xx after retries
+        except CallCancelled:
+            raise
         except Exception as exc:  # noqa: BLE001 - mapped to a plain reason
+            if self._call.cancelled:
+                return
             err = _reason(exc)
             log.warning("model call failed before the reply: %s (%s)", err.kind, type(exc).__name__)
             raise err from None
-        self._response = response
         finished = False
         try:
-            if self._closed.is_set():
-                return
             for line in response.iter_lines():
                 if not line.startswith("data:"):
                     continue  # blank separators, comments, event names
@@ -131,10 +141,10 @@ class _OpenAIReply:
                     if choice.get("finish_reason"):
                         finished = True
                         yield Finish(choice["finish_reason"])
-        except ProviderError:
+        except (ProviderError, CallCancelled):
             raise
         except Exception as exc:  # noqa: BLE001
-            if self._closed.is_set():
+            if self._call.cancelled:
                 return
             log.warning("model stream broke off: %s", type(exc).__name__)
             raise ProviderError("The connection to the assistant broke off.", "cut") from None
@@ -143,28 +153,10 @@ class _OpenAIReply:
                 manager.__exit__(None, None, None)  # closes the upstream connection
             except Exception:  # noqa: BLE001
                 pass
-        if not finished and not self._closed.is_set():
+        if not finished and not self._call.cancelled:
             raise ProviderError("The assistant's reply ended before it was finished.", "cut")
 
     def close(self) -> None:
-        """End the reply now, even while the reader thread is blocked waiting for the model.
-
-        Closing the response object does not wake a ``recv()`` in progress, so the socket is
-        shut down first: the reader sees end-of-stream at once and the upstream request (and its
-        billing) ends, instead of lingering until the read timeout.
-        """
-        self._closed.set()
-        response = self._response
-        if response is None:
-            return
-        try:
-            stream = response.http_response.extensions.get("network_stream")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-        except Exception:  # noqa: BLE001 - transport internals vary; close() below still runs
-            pass
-        try:
-            response.close()
-        except Exception:  # noqa: BLE001 - closing from another thread is best effort
-            pass
+        """End the call now, from any thread, whatever stage it is at (connecting, waiting for
+        headers, streaming): the upstream request (and its billing) ends at once."""
+        self._call.cancel()

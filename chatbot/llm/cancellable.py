@@ -1,0 +1,164 @@
+"""Model calls that can be cancelled from another thread at any stage.
+
+Closing an SDK response ends a call whose body is streaming, but not one still connecting or
+waiting for the response headers: that thread sits in ``recv()`` until the model answers or the
+timeout fires (20 s seen). So the HTTP client the SDK uses is given a network backend that knows
+which call each thread is making: ``Call.cancel()`` (from any thread) marks the call and shuts
+its socket down, which wakes the blocked ``recv()`` at once; the next read or write of that call
+then raises ``CallCancelled`` — not an ``httpx`` error, so the SDK does not retry it.
+
+Relies on httpcore's network-backend interface (public) and on httpx's transport keeping its pool
+as ``_pool`` (private; the version range in ``pyproject.toml`` is bounded for it).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpcore2
+import httpx2
+import openai
+
+
+class CallCancelled(openai.OpenAIError):
+    """The call was cancelled; deriving from ``OpenAIError`` makes the SDK re-raise it as is."""
+
+
+class Call:
+    """One model call, made by one thread; ``cancel()`` may come from any thread."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self._streams: list[httpcore2.NetworkStream] = []
+        self._lock = threading.Lock()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            streams = list(self._streams)
+        for stream in streams:
+            _shutdown(stream)
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise CallCancelled("the model call was cancelled")
+
+    def using(self, stream: httpcore2.NetworkStream) -> None:
+        with self._lock:
+            if stream not in self._streams:
+                self._streams.append(stream)
+            cancelled = self.cancelled
+        if cancelled:
+            _shutdown(stream)
+            self.check()
+
+
+def _shutdown(stream: httpcore2.NetworkStream) -> None:
+    sock = stream.get_extra_info("socket")
+    if sock is None:
+        return
+    try:  # the plain socket's shutdown, even under TLS: it wakes a recv() in another thread
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+_calls: dict[int, Call] = {}  # thread id -> the call that thread is making
+
+
+@contextmanager
+def tracked(call: Call) -> Iterator[Call]:
+    """Make ``call`` the current thread's call while the block runs."""
+    me = threading.get_ident()
+    _calls[me] = call
+    try:
+        yield call
+    finally:
+        _calls.pop(me, None)
+
+
+def _current() -> Call | None:
+    return _calls.get(threading.get_ident())
+
+
+class _Stream(httpcore2.NetworkStream):
+    def __init__(self, inner: httpcore2.NetworkStream):
+        self.inner = inner
+
+    def _enter(self) -> None:
+        call = _current()
+        if call is not None:
+            call.using(self.inner)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self._enter()
+        try:
+            data = self.inner.read(max_bytes, timeout)
+        except Exception:
+            self._check_cancelled()
+            raise
+        if not data:
+            self._check_cancelled()
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._enter()
+        try:
+            self.inner.write(buffer, timeout)
+        except Exception:
+            self._check_cancelled()
+            raise
+
+    def _check_cancelled(self) -> None:
+        call = _current()
+        if call is not None:
+            call.check()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore2.NetworkStream:
+        self._enter()
+        try:
+            return _Stream(self.inner.start_tls(ssl_context, server_hostname, timeout))
+        except Exception:
+            self._check_cancelled()
+            raise
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _Backend(httpcore2.NetworkBackend):
+    def __init__(self, inner: httpcore2.NetworkBackend):
+        self.inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore2.NetworkStream:
+        call = _current()
+        if call is not None:
+            call.check()
+        stream = _Stream(self.inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        stream._enter()
+        return stream
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None) -> httpcore2.NetworkStream:
+        return _Stream(self.inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+def http_client() -> httpx2.Client:
+    """The SDK's default HTTP client, with a network backend whose calls can be cancelled."""
+    client = openai.DefaultHttpxClient()
+    pool = client._transport._pool  # type: ignore[attr-defined]
+    pool._network_backend = _Backend(pool._network_backend)
+    return client
