@@ -21,14 +21,15 @@ errorlog = "-"
 
 
 def on_starting(server):
-    """Create the schema once, in the master, before any worker starts (no create_all race)."""
+    """Upgrade the schema once, in the master, before any worker starts (create_app does it), and
+    mark replies cut short by the last shutdown as interrupted (the same sweep as everywhere)."""
     from chatbot import create_app
-    from chatbot.chat.service import interrupt_leftovers
+    from chatbot.chat.replies import sweep
     from chatbot.extensions import db
 
     app = create_app()
     with app.app_context():
-        left = interrupt_leftovers()  # replies cut short by the last shutdown
+        left = sweep()
         if left:
             server.log.info("marked %d unfinished replies as interrupted", left)
         db.engine.dispose()  # no pooled connection may cross the fork

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from flask import Flask, render_template, request
+from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    """Application factory: config -> extensions -> blueprints -> CLI."""
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Application factory: config -> logging -> extensions -> blueprints -> CLI."""
     app = Flask(
         __name__,
         instance_path=os.environ.get("CHATBOT_INSTANCE_PATH") or str(ROOT / "instance"),
@@ -21,30 +23,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     os.makedirs(app.instance_path, exist_ok=True)
 
-    from . import config, database, llm, rendering, sessions
+    from . import chat, cli, config, database, errors, llm, logs, rendering, sessions
 
     config.load(app, test_config)
+    logs.init_app(app)
     database.init_app(app)
     sessions.init_app(app)
     llm.init_app(app)
     rendering.init_app(app)
-
-    from .chat import bp as chat_bp
-
-    app.register_blueprint(chat_bp)
-
-    from . import cli
-
+    errors.init_app(app)
+    chat.init_app(app)
     cli.init_app(app)
-
-    @app.errorhandler(400)
-    @app.errorhandler(404)
-    @app.errorhandler(405)
-    @app.errorhandler(413)
-    @app.errorhandler(500)
-    def http_error(error):
-        if request.headers.get("HX-Request") == "true":  # lands in the composer's error line
-            return render_template("chat/_composer_error.html", error=error.description), error.code
-        return render_template("error.html", error=error), error.code
-
     return app

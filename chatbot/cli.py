@@ -8,10 +8,9 @@ from datetime import timedelta
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from sqlalchemy import delete, func, select
-
-from .extensions import db
-from .models import Conversation, Message, utcnow
+from .chat import queries
+from .chat.conversations import delete_conversations
+from .models import utcnow
 
 conversations = AppGroup("conversations", help="List and reset saved conversations.")
 
@@ -30,15 +29,7 @@ def parse_age(text: str) -> timedelta:
 @conversations.command("list")
 def list_command() -> None:
     """Every conversation: id, title, messages, last update (newest first)."""
-    counts = (
-        select(Message.conversation_id, func.count(Message.id).label("n"))
-        .group_by(Message.conversation_id).subquery()
-    )
-    rows = db.session.execute(
-        select(Conversation, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.conversation_id == Conversation.id)
-        .order_by(Conversation.updated_at.desc())
-    ).all()
+    rows = queries.conversations_with_counts()
     if not rows:
         click.echo("No conversations.")
         return
@@ -59,34 +50,23 @@ def reset_command(everything: bool, ids: tuple[str, ...], older_than: str | None
     chosen = sum([everything, bool(ids), older_than is not None])
     if chosen != 1:
         raise click.UsageError("choose exactly one of --all, --id ID or --older-than AGE")
-    query = select(Conversation.id)
     if ids:
-        found = db.session.execute(
-            select(Conversation.public_id).where(Conversation.public_id.in_(ids))
-        ).scalars().all()
-        missing = sorted(set(ids) - set(found))
+        targets = [c for c, _ in queries.conversations_with_counts() if c.public_id in ids]
+        missing = sorted(set(ids) - {c.public_id for c in targets})
         if missing:
             raise click.ClickException(f"no conversation with id {', '.join(missing)}")
-        query = query.where(Conversation.public_id.in_(ids))
         what = f"conversation {', '.join(ids)}"
     elif older_than is not None:
         age = parse_age(older_than)
-        query = query.where(Conversation.updated_at < utcnow() - age)
+        targets = [c for c, _ in queries.conversations_with_counts(updated_before=utcnow() - age)]
         what = f"conversations not updated for {older_than.strip()}"
     else:
-        what = "every conversation"
         if not yes:
             click.confirm("Remove every conversation and all their messages?", abort=True)
-    targets = db.session.execute(query).scalars().all()
-    n_messages = db.session.execute(
-        select(func.count(Message.id)).where(Message.conversation_id.in_(targets))
-    ).scalar_one() if targets else 0
-    if targets:
-        # Messages go first explicitly: not every database enforces ON DELETE CASCADE.
-        db.session.execute(delete(Message).where(Message.conversation_id.in_(targets)))
-        db.session.execute(delete(Conversation).where(Conversation.id.in_(targets)))
-        db.session.commit()
-    click.echo(f"Removed {len(targets)} conversation(s) and {n_messages} message(s): {what}.")
+        targets = [c for c, _ in queries.conversations_with_counts()]
+        what = "every conversation"
+    n, n_messages = delete_conversations([c.id for c in targets])
+    click.echo(f"Removed {n} conversation(s) and {n_messages} message(s): {what}.")
 
 
 def init_app(app: Flask) -> None:

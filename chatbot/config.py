@@ -36,11 +36,24 @@ class Defaults:
     # Streaming: flush text to the browser at least this often, and say "still here" when idle.
     STREAM_FLUSH_SECONDS = 0.05
     STREAM_KEEPALIVE_SECONDS = 0.25
+    # A live reply's tick (text so far + lease renewal + stop check, one statement) runs this
+    # often; its lease lasts this long without a tick (then the reply reads as interrupted).
+    STREAM_TICK_SECONDS = 0.5
+    STREAM_LEASE_SECONDS = 10.0
+    # The final save of a reply is retried this long while the database is busy, before the page
+    # says it could not be saved.
+    REPLY_SAVE_SECONDS = 20.0
     # The offline assistant streams its answer word by word with this pause (0 in tests).
     OFFLINE_WORD_DELAY = 0.012
 
+    # Logging: the level and format of the app's own log lines (on standard error).
+    LOG_LEVEL = "INFO"
+    LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
     SQLALCHEMY_DATABASE_URI: str | None = None  # default: SQLite file in the instance folder
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {}
+    # SQLite: how long a write waits for another writer's lock before it fails.
+    SQLITE_BUSY_SECONDS = 5.0
 
     # Server-side sessions (Flask-Session), stored in the database.
     SESSION_COOKIE_NAME = "chatbot_session"

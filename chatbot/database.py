@@ -1,69 +1,118 @@
-"""The database: engine settings, the schema, and ``flask init-db``."""
+"""The database: engine settings, and the schema through migrations (Flask-Migrate / Alembic).
+
+``flask db upgrade`` brings a database to the newest schema, and the app does the same on start,
+once, under a lock (two gunicorn workers racing on a fresh database otherwise kill one another):
+
+- a new, empty database gets the tables from the models and is stamped as up to date;
+- a database made before migrations existed (tables, no version) is stamped as the baseline
+  migration, then upgraded;
+- anything else is upgraded to the newest migration.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import click
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy import event, inspect, text
+from sqlalchemy import Connection, event, inspect, text
 
-from .extensions import db
+from .extensions import db, migrate
 
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+BASELINE = "0001_baseline"  # the schema as it was before migrations
 
 
-def create_schema() -> None:
-    """Create missing tables once, even when several workers start on a fresh database.
+def _sqlite_pragmas(busy_ms: int) -> Any:
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+    return connect
 
-    An exclusive lock file in the instance folder makes concurrent starters take turns (two
-    gunicorn workers racing on ``create_all`` otherwise kill one another).
-    """
+
+def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextmanager
+def _schema_lock() -> Iterator[None]:
+    """One process at a time changes the schema: a lock file here, and on PostgreSQL (several
+    hosts may share one database) a database-wide advisory lock in ``_upgrade``'s transaction."""
     lock_path = os.path.join(current_app.instance_path, ".schema.lock")
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if db.engine.dialect.name == "postgresql":
-                # several hosts may share one database: take a database-wide lock as well
-                with db.engine.begin() as conn:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(724716)"))
-                    db.metadata.create_all(conn)
-            else:
-                db.create_all()
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def upgrade() -> str:
+    """Bring the schema to the newest migration (see the module's docstring); says what it did."""
+    with _schema_lock(), db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(724716)"))
+        revision = current_revision(conn)
+        if revision is None and "messages" not in inspect(conn).get_table_names():
+            db.metadata.create_all(conn)
+            command.stamp(alembic_config(conn), "head")
+            return "created"
+        if revision is None:
+            command.stamp(alembic_config(conn), BASELINE)
+        if current_revision(conn) == head_revision():
+            return "up to date"
+        command.upgrade(alembic_config(conn), "head")
+        return "upgraded"
+
+
 def schema_ready() -> bool:
-    names = set(inspect(db.engine).get_table_names())
-    return {"conversations", "messages", "sessions"} <= names
+    with db.engine.connect() as conn:
+        return current_revision(conn) == head_revision()
 
 
 @click.command("init-db")
 @with_appcontext
 def init_db_command() -> None:
-    """Create the database tables (existing data is kept)."""
-    create_schema()
-    click.echo(f"Database ready: {db.engine.url.render_as_string(hide_password=True)}")
+    """Create or upgrade the database tables (existing data is kept)."""
+    done = upgrade()
+    click.echo(f"Database {done}: {db.engine.url.render_as_string(hide_password=True)}")
 
 
 def init_app(app: Flask) -> None:
     from . import models  # noqa: F401  (register the tables)
 
     db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            event.listen(db.engine, "connect", _sqlite_pragmas)
-        # A fresh database gets its tables on first start (``flask init-db`` does it explicitly).
+            busy_ms = int(float(app.config["SQLITE_BUSY_SECONDS"]) * 1000)
+            event.listen(db.engine, "connect", _sqlite_pragmas(busy_ms))
+        # The schema sets itself up on first start (``flask db upgrade`` does it explicitly).
         if not schema_ready():
-            create_schema()
+            upgrade()
     app.cli.add_command(init_db_command)

@@ -1,5 +1,6 @@
 """Extensions, created unbound here and initialised in ``create_app``."""
 
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
@@ -11,3 +12,4 @@ class Base(DeclarativeBase):
 # expire_on_commit=False: rows stay readable after a commit without a refresh query, and a
 # streamed response (which runs after the view's session is closed) can still render them.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+migrate = Migrate()

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
+    Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -16,19 +22,33 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    case,
+    false,
+    or_,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.ext.mutable import MutableDict
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from .extensions import db
 
 DEFAULT_TITLE = "New conversation"
-# A reply being written is re-saved (with its text so far) at least this often...
-PROGRESS_SECONDS = 1.0
-# ...so one not re-saved for this long has no turn behind it any more (worker killed, server
-# restarted): it is shown as interrupted and may be retried.
-STREAM_LEASE = timedelta(seconds=10)
-LIVE = ("streaming", "stopping")
+
+
+class Status(StrEnum):
+    """What a message is: the one vocabulary of a reply's life (a CHECK constraint holds it)."""
+
+    COMPLETE = "complete"
+    STREAMING = "streaming"  # a turn is writing it
+    STOPPING = "stopping"  # stop was asked; the turn has not seen it yet (still live)
+    ERROR = "error"  # the model call failed before any text
+    INTERRUPTED = "interrupted"  # stopped, cut off, or its turn died
+
+
+LIVE = (Status.STREAMING.value, Status.STOPPING.value)
+RETRYABLE = (Status.ERROR.value, Status.INTERRUPTED.value)
 
 
 def utcnow() -> datetime:
@@ -40,13 +60,34 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(9)
 
 
-class UTCDateTime(TypeDecorator):
+class db_clock(FunctionElement[float]):
+    """The database's own clock in seconds since the epoch.
+
+    Leases are written and compared with this, never with a host's clock: two hosts whose clocks
+    disagree still agree on whether a reply's lease has run out.
+    """
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(db_clock, "sqlite")
+def _sqlite_clock(element: db_clock, compiler: SQLCompiler, **kw: Any) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@compiles(db_clock)
+def _clock(element: db_clock, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None:
             if value.tzinfo is None:
                 raise ValueError("naive datetime: use timezone-aware UTC")
@@ -55,13 +96,13 @@ class UTCDateTime(TypeDecorator):
                 value = value.replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value
 
 
-class Conversation(db.Model):
+class Conversation(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "conversations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -71,7 +112,7 @@ class Conversation(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
-    messages: Mapped[list["Message"]] = relationship(
+    messages: Mapped[list[Message]] = relationship(
         back_populates="conversation",
         cascade="all, delete-orphan",
         passive_deletes=True,
@@ -83,43 +124,80 @@ class Conversation(db.Model):
         return f"<Conversation {self.public_id} {self.title!r}>"
 
 
-class Message(db.Model):
+
+
+class Message(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_order", "conversation_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE")
-    )
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     content: Mapped[str] = mapped_column(Text, default="")
     is_user: Mapped[bool] = mapped_column(Boolean)
-    # complete | streaming | stopping (stop asked, not yet seen) | error | interrupted
-    status: Mapped[str] = mapped_column(String(16), default="complete")
+    status: Mapped[str] = mapped_column(String(16), default=Status.COMPLETE.value)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # Last time the row was written; a live reply's heartbeat (see STREAM_LEASE).
-    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    # The fence: which attempt at this reply may write it. A retry takes the next number, and
+    # every write of a turn names its own, so a turn that lost its reply can never overwrite it.
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # While live: until when (database clock, epoch seconds) the writing turn holds the reply. A
+    # turn renews it every tick; a reply whose lease ran out has nobody writing it any more.
+    lease_until: Mapped[float | None] = mapped_column(Float)
     # "metadata" is reserved on declarative classes, so the attribute is ``meta``.
-    meta: Mapped[dict] = mapped_column("metadata", MutableDict.as_mutable(JSON), default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", MutableDict.as_mutable(JSON), default=dict)  # type: ignore[arg-type]
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages", lazy="raise_on_sql")
+
+    __table_args__ = (
+        Index("ix_messages_conversation_order", "conversation_id", "id"),
+        # One live reply per conversation, across processes and hosts: a second turn started
+        # while one is running is refused by the database itself.
+        Index("uq_messages_one_live_reply", "conversation_id", unique=True,
+              sqlite_where=status.column.in_(LIVE),
+              postgresql_where=status.column.in_(LIVE)),
+        CheckConstraint(status.column.in_([s.value for s in Status]), name="ck_messages_status"),
+    )
+
+    # Read with every message: a live reply whose lease ran out (by the database's clock).
+    lease_expired: Mapped[bool] = column_property(
+        case((status.column.in_(LIVE),
+              or_(lease_until.column.is_(None), lease_until.column < db_clock())), else_=false()))
 
     @property
     def role(self) -> str:
         return "user" if self.is_user else "assistant"
 
-    @property
-    def shown_status(self) -> str:
-        """The status a reader should see: a live reply whose lease ran out is "stale"."""
-        if self.status in LIVE:
-            written = self.updated_at or self.timestamp
-            return "stale" if utcnow() - written > STREAM_LEASE else "streaming"
-        return self.status
-
     def __repr__(self) -> str:
         return f"<Message {self.id} {self.role} {self.status}>"
 
 
-class SessionRecord(db.Model):
+@dataclass(frozen=True, slots=True)
+class ConversationRef:
+    """What a turn knows of its conversation (the turn writes with Core, not the ORM)."""
+
+    id: int
+    public_id: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """A message as a turn wrote it: rendered by the same templates as a ``Message`` row."""
+
+    id: int
+    conversation_id: int
+    content: str
+    is_user: bool
+    status: str
+    timestamp: datetime
+    meta: dict[str, Any] = field(default_factory=dict)
+    lease_expired: bool = False
+
+    @property
+    def role(self) -> str:
+        return "user" if self.is_user else "assistant"
+
+
+class SessionRecord(db.Model):  # type: ignore[name-defined,misc]
     """Flask-Session's row layout, declared once here (see ``sessions.py``)."""
 
     __tablename__ = "sessions"

@@ -33,13 +33,22 @@ def parse_sse(text: str) -> list[dict]:
     return events
 
 
+def post_url(conversation: str | None = None) -> str:
+    """Where the composer posts: a new conversation, or a message in this one."""
+    return f"/c/{conversation}/messages" if conversation else "/c"
+
+
+def message_url(conversation: str, message_id: int, action: str = "") -> str:
+    return f"/c/{conversation}/messages/{message_id}" + (f"/{action}" if action else "")
+
+
 def send(client, content: str = "", conversation: str | None = None, retry: int | None = None,
          htmx: bool = True):
     """Post the composer form; returns the response with its body read."""
-    form = {"content": content, "conversation": conversation or ""}
+    form = {"content": content}
     if retry is not None:
         form["retry"] = str(retry)
-    return client.post("/messages", data=form, headers=HX if htmx else {}, buffered=True)
+    return client.post(post_url(conversation), data=form, headers=HX if htmx else {}, buffered=True)
 
 
 def conversation_id_from(response) -> str:
@@ -58,3 +67,9 @@ def all_messages(app) -> list[Message]:
 def all_conversations(app) -> list[Conversation]:
     with app.app_context():
         return list(db.session.execute(select(Conversation).order_by(Conversation.id)).scalars())
+
+
+def only_conversation(app) -> str:
+    """The public id of the one conversation in the database."""
+    (conversation,) = all_conversations(app)
+    return conversation.public_id

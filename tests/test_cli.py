@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from chatbot.database import schema_ready
 from chatbot.extensions import db
@@ -31,9 +31,11 @@ def age(app, public_id, days):
 def test_init_db_creates_the_tables(app, runner):
     with app.app_context():
         db.drop_all()
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TABLE alembic_version"))
         assert not schema_ready()
     result = runner.invoke(args=["init-db"])
-    assert result.exit_code == 0 and "Database ready" in result.output
+    assert result.exit_code == 0 and "Database created" in result.output
     with app.app_context():
         assert schema_ready()
     assert app.test_client().get("/").status_code == 200

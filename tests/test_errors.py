@@ -35,7 +35,7 @@ def test_limit_is_configurable(app_factory, openai_config, fake_openai):
 
 def test_refusal_without_javascript_keeps_the_draft_and_the_conversation(client, app, fake_openai):
     cid = conversation_id_from(send(client, "First question"))
-    response = client.post("/messages", data={"content": "z" * 9000, "conversation": cid})
+    response = client.post(f"/c/{cid}/messages", data={"content": "z" * 9000})
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert "the limit is 8,000" in page
@@ -150,7 +150,7 @@ def test_unknown_conversation_is_a_readable_404(client):
 
 
 def test_htmx_errors_come_back_as_a_short_message_for_the_composer(client):
-    response = client.post("/messages", data={"content": "hi", "conversation": "nope"},
+    response = client.post("/c/nope/messages", data={"content": "hi"},
                            headers={"HX-Request": "true"})
     assert response.status_code == 404
     assert response.get_data(as_text=True).strip() == "This conversation doesn&#39;t exist, or it isn&#39;t yours."

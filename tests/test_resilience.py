@@ -5,17 +5,32 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from datetime import timedelta
 
 import requests
 from sqlalchemy import func, select, update
 
-from chatbot.chat.service import interrupt_leftovers
+from chatbot.chat.replies import sweep
 from chatbot.extensions import db
-from chatbot.models import Message, SessionRecord, utcnow
+from chatbot.models import Message, SessionRecord
 
 from .fake_openai import Reply
-from .helpers import HX, all_messages, conversation_id_from, parse_sse, send
+from .helpers import (
+    HX,
+    all_messages,
+    conversation_id_from,
+    message_url,
+    only_conversation,
+    parse_sse,
+    send,
+)
+
+
+EXPIRED = 0.0  # a lease that ran out long ago
+
+
+def running() -> float:
+    """A lease that still runs (the database's clock is this host's here)."""
+    return time.time() + 60
 
 
 def set_reply(app, message_id, **values):
@@ -26,7 +41,7 @@ def set_reply(app, message_id, **values):
 
 def test_a_reply_whose_turn_died_is_shown_interrupted_and_can_be_retried(app, client, fake_openai):
     cid = conversation_id_from(send(client, "x"))
-    set_reply(app, 2, status="streaming", content="half an ans", updated_at=utcnow() - timedelta(seconds=30))
+    set_reply(app, 2, status="streaming", content="half an ans", lease_until=EXPIRED)
     page = client.get(f"/c/{cid}").get_data(as_text=True)
     assert 'data-status="interrupted"' in page and "stopped before it finished" in page
     assert "half an ans" in page
@@ -39,10 +54,10 @@ def test_gunicorn_start_marks_only_expired_replies(app, client, fake_openai):
     conversation_id_from(send(client, "one"))
     send(client, "two", all_messages(app)[0].conversation_id and None)  # a second conversation
     stale, live = all_messages(app)[1].id, all_messages(app)[3].id
-    set_reply(app, stale, status="streaming", updated_at=utcnow() - timedelta(seconds=30))
-    set_reply(app, live, status="streaming", updated_at=utcnow())  # another worker is writing it
+    set_reply(app, stale, status="streaming", lease_until=EXPIRED)
+    set_reply(app, live, status="streaming", lease_until=running())  # another worker writes it
     with app.app_context():
-        assert interrupt_leftovers() == 1
+        assert sweep() == 1
     statuses = {m.id: (m.status, m.meta.get("finish_reason")) for m in all_messages(app)}
     assert statuses[stale] == ("interrupted", "server_restarted")
     assert statuses[live][0] == "streaming"
@@ -50,7 +65,7 @@ def test_gunicorn_start_marks_only_expired_replies(app, client, fake_openai):
 
 def test_a_live_reply_cannot_be_retried_behind_its_turn(app, client, fake_openai):
     cid = conversation_id_from(send(client, "x"))
-    set_reply(app, 2, status="streaming", updated_at=utcnow())
+    set_reply(app, 2, status="streaming", lease_until=running())
     response = send(client, "", cid, retry=2)
     assert response.status_code == 409
     assert len(fake_openai.requests) == 1
@@ -63,7 +78,7 @@ def test_client_that_leaves_right_after_posting_leaves_no_live_reply(live_server
     for _ in range(3):
         with socket.create_connection((host, int(port))) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            sock.sendall(f"POST /messages HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
+            sock.sendall(f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
                          "Content-Type: application/x-www-form-urlencoded\r\n"
                          f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
     deadline = time.time() + 5
@@ -79,12 +94,13 @@ def test_client_that_leaves_right_after_posting_leaves_no_live_reply(live_server
 def test_stop_while_the_model_is_silent_ends_the_upstream_request_at_once(live_server, app, fake_openai):
     fake_openai.will(Reply("never mind", first_token_delay=3.0))
     with requests.Session() as s:
-        response = s.post(f"{live_server.url}/messages", data={"content": "hello"}, headers=HX,
+        response = s.post(f"{live_server.url}/c", data={"content": "hello"}, headers=HX,
                           stream=True, timeout=10)
         lines = response.iter_lines(decode_unicode=True)
         next(line for line in lines if line.startswith(": keep-alive"))
         started = time.perf_counter()
-        assert s.post(f"{live_server.url}/messages/2/stop", headers=HX).status_code == 204
+        stop = live_server.url + message_url(only_conversation(app), 2, "stop")
+        assert s.post(stop, headers=HX).status_code == 204
         rest = list(lines)
         ended = time.perf_counter() - started
     assert any('data-status="interrupted"' in line for line in rest)
@@ -102,18 +118,19 @@ def test_a_second_page_follows_a_reply_being_written(live_server, app, fake_open
     words = " ".join(f"w{i}" for i in range(60))
     fake_openai.will(Reply(words, token_delay=0.05))  # about 3 s
     with requests.Session() as s:
-        response = s.post(f"{live_server.url}/messages", data={"content": "long one"}, headers=HX,
+        response = s.post(f"{live_server.url}/c", data={"content": "long one"}, headers=HX,
                           stream=True, timeout=10)
         consumer = threading.Thread(target=lambda: [None for _ in response.iter_lines()], daemon=True)
         consumer.start()
         time.sleep(1.6)  # past the first progress save
         page = s.get(f"{live_server.url}/").text
         assert 'data-status="streaming"' in page
-        assert 'hx-get="/messages/2" hx-trigger="every 1s"' in page
-        partial = s.get(f"{live_server.url}/messages/2").text
+        follow = message_url(only_conversation(app), 2)
+        assert f'hx-get="{follow}" hx-trigger="every 1s"' in page
+        partial = s.get(live_server.url + follow).text
         assert "w0 w1" in partial  # the text so far was saved
         consumer.join(10)
-        final = s.get(f"{live_server.url}/messages/2").text
+        final = s.get(live_server.url + follow).text
     assert 'data-status="complete"' in final and "hx-trigger" not in final
     assert "w59" in final
 

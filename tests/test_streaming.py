@@ -16,7 +16,16 @@ import pytest
 import requests
 
 from .fake_openai import Reply, tokens
-from .helpers import HX, all_conversations, all_messages, parse_sse, send
+from .helpers import (
+    HX,
+    all_conversations,
+    all_messages,
+    message_url,
+    only_conversation,
+    parse_sse,
+    post_url,
+    send,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = " ".join(f"word{i}" for i in range(40)) + " and **done**."
@@ -24,7 +33,7 @@ LONG = " ".join(f"word{i}" for i in range(40)) + " and **done**."
 
 def stream_turn(base_url: str, session: requests.Session, content: str, conversation: str = ""):
     """Post like the page does and yield (arrival time, event) as events arrive."""
-    response = session.post(f"{base_url}/messages", data={"content": content, "conversation": conversation},
+    response = session.post(base_url + post_url(conversation), data={"content": content},
                             headers=HX, stream=True, timeout=30)
     return response
 
@@ -78,7 +87,7 @@ def test_tokens_arrive_in_several_batches_and_the_saved_reply_equals_them(live_s
 
 def test_text_is_escaped_in_the_stream(client, app, fake_openai):
     fake_openai.will(Reply("<script>alert(1)</script> & more"))
-    body = client.post("/messages", data={"content": "x"}, headers=HX, buffered=True).get_data(as_text=True)
+    body = client.post("/c", data={"content": "x"}, headers=HX, buffered=True).get_data(as_text=True)
     assert "<script>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in body
 
@@ -101,7 +110,8 @@ def test_stop_saves_the_partial_reply_as_stopped(live_server, app, fake_openai):
         for raw in lines:
             events.append(raw)
             if raw.startswith('data: <hx-partial hx-target="#msg-2-body"') and len(events) > 30:
-                stop = s.post(f"{live_server.url}/messages/2/stop", headers=HX, timeout=5)
+                stop = s.post(live_server.url + message_url(only_conversation(app), 2, "stop"),
+                              headers=HX, timeout=5)
                 assert stop.status_code == 204
                 break
         rest = read_events(response, lines)
@@ -124,7 +134,7 @@ def test_client_that_goes_away_leaves_an_interrupted_reply_and_closes_the_model_
     body = "content=leaving+soon&conversation="
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
-            f"POST /messages HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
+            f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
             f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n{body}"
             .encode())
         received = b""
@@ -150,7 +160,7 @@ def test_client_that_goes_away_leaves_an_interrupted_reply_and_closes_the_model_
 
 def test_upstream_cut_keeps_the_partial_text_marked_incomplete_with_retry(client, app, fake_openai):
     fake_openai.will(Reply(LONG, cut_after=5))
-    body = client.post("/messages", data={"content": "cut me"}, headers=HX, buffered=True).get_data(as_text=True)
+    body = client.post("/c", data={"content": "cut me"}, headers=HX, buffered=True).get_data(as_text=True)
     final = parse_sse(body)[-1]["data"]
     assert 'data-status="interrupted"' in final
     assert "Incomplete" in final and 'data-action="retry"' in final
@@ -167,7 +177,7 @@ def test_upstream_cut_keeps_the_partial_text_marked_incomplete_with_retry(client
 
 def test_upstream_cut_before_any_text_is_an_error_with_retry(client, app, fake_openai):
     fake_openai.will(Reply(LONG, cut_after=0))
-    body = client.post("/messages", data={"content": "cut early"}, headers=HX, buffered=True).get_data(as_text=True)
+    body = client.post("/c", data={"content": "cut early"}, headers=HX, buffered=True).get_data(as_text=True)
     final = parse_sse(body)[-1]["data"]
     assert 'data-status="error"' in final and 'data-action="retry"' in final
     assert all_messages(app)[1].status == "error"
@@ -175,10 +185,11 @@ def test_upstream_cut_before_any_text_is_an_error_with_retry(client, app, fake_o
 
 
 def test_a_stopped_reply_cannot_be_stopped_twice_and_others_cannot_stop_it(client, app, fake_openai):
-    client.post("/messages", data={"content": "x"}, headers=HX, buffered=True)
-    assert client.post("/messages/2/stop", headers=HX).status_code == 204  # already complete: no-op
+    client.post("/c", data={"content": "x"}, headers=HX, buffered=True)
+    stop = message_url(only_conversation(app), 2, "stop")
+    assert client.post(stop, headers=HX).status_code == 204  # already complete: no-op
     assert all_messages(app)[1].status == "complete"
-    assert app.test_client().post("/messages/2/stop", headers=HX).status_code == 404
+    assert app.test_client().post(stop, headers=HX).status_code == 404
 
 
 # --- many at once, on the shipped gunicorn configuration ------------------------------------

@@ -8,7 +8,14 @@ import json
 from chatbot.config import DEFAULT_SYSTEM_PROMPT
 
 from .fake_openai import DEFAULT_REPLY, Reply
-from .helpers import all_conversations, all_messages, conversation_id_from, parse_sse, send
+from .helpers import (
+    all_conversations,
+    all_messages,
+    conversation_id_from,
+    message_url,
+    parse_sse,
+    send,
+)
 
 
 def test_three_turns_send_the_whole_history_in_order(client, fake_openai, openai_config):
@@ -129,7 +136,8 @@ def test_another_browser_gets_404_for_a_conversation(app, fake_openai):
     assert stranger.get(f"/c/{cid}").status_code == 404
     response = send(stranger, "Intruding", cid)
     assert response.status_code == 404
-    assert stranger.post(f"/messages/{reply_id}/stop", headers={"HX-Request": "true"}).status_code == 404
+    assert stranger.post(message_url(cid, reply_id, "stop"), headers={"HX-Request": "true"}).status_code == 404
+    assert stranger.get(message_url(cid, reply_id)).status_code == 404
     assert send(stranger, retry=reply_id, conversation=cid).status_code == 404
     assert "Private question" not in stranger.get("/").get_data(as_text=True)
     assert len(all_messages(app)) == 2  # the stranger saved nothing

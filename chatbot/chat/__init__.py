@@ -1,7 +1,27 @@
 """The chat blueprint: the page, sending a message, stopping a reply, starting afresh."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, current_app
+
+from ..llm import get_provider
+from . import live, replies
 
 bp = Blueprint("chat", __name__)
+
+
+@bp.app_context_processor
+def inject_assistant() -> dict[str, Any]:
+    """Every template knows who answers now, and how a reply's status reads."""
+    return {"assistant": get_provider(current_app), "shown_status": replies.shown_status,
+            "reply_notice": replies.notice}
+
+
+def init_app(app: Flask) -> None:
+    live.init_app(app)
+    app.register_blueprint(bp)
+
 
 from . import views  # noqa: E402,F401  (routes register themselves on ``bp``)

@@ -1,14 +1,20 @@
 """HTTP only: parse the form, find the owner's conversation (404 otherwise), pick a template.
 
-The conversation rules live in ``service.py``. An HTMX post is answered with a
+The conversation rules live in ``turns.py`` and ``replies.py``. An htmx post is answered with a
 ``text/event-stream`` that htmx 4's ``sse`` extension swaps in message by message; the same form
 posted without JavaScript runs the turn to the end and redirects to the conversation.
+
+Every route below a conversation (``/c/<id>/…``) goes through ``owned_conversation_or_404``:
+ownership is checked in one place.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 from flask import (
     Response,
@@ -21,12 +27,18 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from markupsafe import escape
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..llm import get_provider
-from ..models import Conversation
-from . import bp, service
-from .service import HEARTBEAT, Delta, Finished, TurnRefused
+from ..models import Conversation, Message
+from . import bp, queries, replies, stream, turns
+from .live import live_replies
+from .pump import Heartbeat
+from .turns import Delta, Finished, Settings, TurnRefused
+
+MAX_ID = 2**31 - 1  # ids fit a 32-bit integer on every database
+ID = f"int(max={MAX_ID})"
+_DIGITS = re.compile(r"[0-9]{1,10}")
 
 
 # --- the browser's identity and its conversations ------------------------------------------
@@ -35,7 +47,7 @@ def current_owner(create: bool = True) -> str | None:
     """The browser's random owner token; created by its first message (a visit that only reads
     stores nothing, so crawlers and health checks leave no session rows). An active browser's
     session is renewed once a day."""
-    owner = session.get("owner")
+    owner: str | None = session.get("owner")
     if owner is None:
         if not create:
             return None
@@ -48,26 +60,31 @@ def current_owner(create: bool = True) -> str | None:
 
 def owned_conversation_or_404(public_id: str) -> Conversation:
     """Every route that touches a conversation goes through here: other owners get 404."""
-    conversation = service.find_conversation(current_owner(create=False), public_id)
+    conversation = queries.find_conversation(current_owner(create=False), public_id)
     if conversation is None:
         abort(404, description="This conversation doesn't exist, or it isn't yours.")
     return conversation
 
 
-def owned_conversation_of_message_or_404(message_id: int) -> Conversation:
-    conversation = service.conversation_of_message(current_owner(create=False), message_id)
-    if conversation is None:
+def owned_message_or_404(public_id: str, message_id: int) -> tuple[Conversation, Message]:
+    conversation = owned_conversation_or_404(public_id)
+    message = queries.message_in(conversation, message_id)
+    if message is None:
         abort(404, description="This message doesn't exist, or it isn't yours.")
-    return conversation
+    return conversation, message
 
 
 def is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
+def settings() -> Settings:
+    return Settings.from_config(current_app.config)
+
+
 def render_chat(conversation: Conversation | None, *, error: str | None = None, draft: str = "",
-                status: int = 200, before: int | None = None):
-    messages, has_more = (service.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
+                status: int = 200, before: int | None = None) -> tuple[str, int]:
+    messages, has_more = (queries.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
                           if conversation else ([], False))
     return render_template(
         "chat/page.html",
@@ -76,7 +93,6 @@ def render_chat(conversation: Conversation | None, *, error: str | None = None, 
         has_more=has_more,
         before=before,
         last_id=messages[-1].id if messages and before is None else None,
-        assistant=get_provider(current_app),
         error=error,
         draft=draft,
         max_chars=current_app.config["MAX_MESSAGE_CHARS"],
@@ -86,36 +102,36 @@ def render_chat(conversation: Conversation | None, *, error: str | None = None, 
 # --- pages ---------------------------------------------------------------------------------
 
 @bp.get("/")
-def index():
+def index() -> tuple[str, int]:
     """The conversation this browser had open, or an empty one (created by its first message)."""
-    conversation = service.find_conversation(current_owner(create=False), session.get("current"))
+    conversation = queries.find_conversation(current_owner(create=False), session.get("current"))
     return render_chat(conversation)
 
 
 @bp.get("/c/<public_id>")
-def show(public_id: str):
+def show(public_id: str) -> tuple[str, int]:
     conversation = owned_conversation_or_404(public_id)
     if session.get("current") != public_id:
         session["current"] = public_id
-    return render_chat(conversation, before=request.args.get("before", type=int))
+    return render_chat(conversation, before=request.args.get("before", type=_id))
 
 
 @bp.get("/c/<public_id>/earlier")
-def earlier(public_id: str):
+def earlier(public_id: str) -> Any:
     """The messages before ``before``, for the "Show earlier messages" link (htmx swaps it)."""
     conversation = owned_conversation_or_404(public_id)
-    before = request.args.get("before", type=int)
+    before = request.args.get("before", type=_id)
     if before is None:
         abort(400, description="Which messages? The link is missing its 'before' id.")
     if not is_htmx():
         return redirect(url_for("chat.show", public_id=public_id, before=before), 303)
-    messages, has_more = service.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
+    messages, has_more = queries.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
     return render_template("chat/_earlier.html", conversation=conversation, messages=messages,
-                           has_more=has_more, last_id=None, assistant=get_provider(current_app))
+                           has_more=has_more, last_id=None)
 
 
 @bp.post("/new")
-def new_conversation():
+def new_conversation() -> BaseResponse:
     """Start an empty chat; the old conversation stays saved."""
     session.pop("current", None)
     return redirect(url_for("chat.index"), 303)
@@ -123,21 +139,29 @@ def new_conversation():
 
 # --- a turn --------------------------------------------------------------------------------
 
-@bp.post("/messages")
-def send():
-    owner = current_owner()
-    public_id = request.form.get("conversation") or None
-    conversation = owned_conversation_or_404(public_id) if public_id else None
+@bp.post("/c")
+def start() -> Any:
+    """The first message of a new conversation (which it creates)."""
+    return _turn(None)
+
+
+@bp.post("/c/<public_id>/messages")
+def send(public_id: str) -> Any:
+    """A message in this conversation, or (``retry=<reply id>``) the last reply again."""
+    return _turn(owned_conversation_or_404(public_id))
+
+
+def _turn(conversation: Conversation | None) -> Any:
     content = request.form.get("content", "")
     retry = request.form.get("retry")
     try:
-        if retry:
-            if conversation is None or not retry.isdigit():
+        if retry is not None:
+            reply_id = _id(retry)
+            if conversation is None or reply_id is None:
                 raise TurnRefused("There is nothing to retry here.", 409)
-            turn = service.begin_retry(conversation, int(retry))
+            turn = turns.begin_retry(conversation, reply_id, settings())
         else:
-            turn = service.begin_turn(owner, conversation, content,
-                                      current_app.config["MAX_MESSAGE_CHARS"])
+            turn = turns.begin_turn(current_owner() or "", conversation, content, settings())
     except TurnRefused as refused:
         if is_htmx():
             return render_template("chat/_composer_error.html", error=refused.message), refused.status
@@ -145,76 +169,72 @@ def send():
 
     if session.get("current") != turn.conversation.public_id:
         session["current"] = turn.conversation.public_id
-    provider = get_provider(current_app)
     if is_htmx():
-        return _stream(turn, provider, retried=bool(retry))
-    for _ in service.run(turn, provider, current_app.config):
+        return _stream(turn, retried=retry is not None)
+    for _ in _run(turn):
         pass
     return redirect(url_for("chat.show", public_id=turn.conversation.public_id), 303)
 
 
-@bp.post("/messages/<int:message_id>/stop")
-def stop(message_id: int):
-    """Ask the running reply to stop; it is saved as stopped and ends its own stream."""
-    conversation = owned_conversation_of_message_or_404(message_id)
-    service.request_stop(conversation, message_id)
+@bp.post(f"/c/<public_id>/messages/<{ID}:message_id>/stop")
+def stop(public_id: str, message_id: int) -> Any:
+    """Ask the running reply to stop, wherever it runs; it is saved as stopped and ends its stream."""
+    conversation, _ = owned_message_or_404(public_id, message_id)
+    if replies.request_stop(conversation.id, message_id):
+        live_replies(current_app).cancel(message_id, replies.STOPPED)  # at once, if it runs here
     if is_htmx():
         return "", 204
     return redirect(url_for("chat.show", public_id=conversation.public_id), 303)
 
 
-@bp.get("/messages/<int:message_id>")
-def message(message_id: int):
+@bp.get(f"/c/<public_id>/messages/<{ID}:message_id>")
+def message(public_id: str, message_id: int) -> str:
     """One message as it is now: a page opened while a reply is written polls this until it ends."""
-    conversation = owned_conversation_of_message_or_404(message_id)
-    found = service.message_in(conversation, message_id)
-    return render_template("chat/_message.html", message=found, poll=True,
-                           last_id=service.last_message_id(conversation),
-                           assistant=get_provider(current_app))
+    conversation, found = owned_message_or_404(public_id, message_id)
+    return render_template("chat/_message.html", message=found, conversation=conversation,
+                           poll=True, last_id=queries.last_message_id(conversation))
 
 
 # --- the stream ----------------------------------------------------------------------------
 
-def sse(html: str, event: str | None = None) -> str:
-    """One server-sent event; each line of ``html`` becomes a ``data:`` line."""
-    lines = html.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    head = f"event: {event}\n" if event else ""
-    return head + "".join(f"data: {line}\n" for line in lines) + "\n"
+def _id(text: str | None) -> int | None:
+    """An id from the outside: ASCII digits within range, else None."""
+    if text is None or not _DIGITS.fullmatch(text):
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ID else None
 
 
-def _stream(turn: service.Turn, provider, *, retried: bool) -> Response:
-    conversation, reply = turn.conversation, turn.reply
-    first = render_template(
-        "chat/_turn_start.html", turn=turn, retried=retried, assistant=provider,
-    )
-    body = f"#msg-{reply.id}-body"
-    config = current_app.config
-    address = url_for("chat.show", public_id=conversation.public_id)
+def _run(turn: turns.Turn) -> Iterator[Delta | Heartbeat | Finished]:
+    return turns.run(turn, get_provider(current_app), settings(), live_replies(current_app))
 
-    def events():
+
+def _stream(turn: turns.Turn, *, retried: bool) -> Response:
+    first = render_template("chat/_turn_start.html", turn=turn, retried=retried,
+                            conversation=turn.conversation)
+    address = url_for("chat.show", public_id=turn.conversation.public_id)
+    body = f"msg-{turn.reply.id}-body"
+    config = settings()
+
+    def events() -> Iterator[str]:
         started = False
         try:
-            yield sse(first)
-            if turn.created:  # the address bar follows the new conversation (pushed by chat.js)
-                yield sse(address, event="chatbot:navigate")
+            yield stream.event(first)
+            if turn.created:  # the address bar and the form follow the new conversation (chat.js)
+                yield stream.event(address, name="chatbot:navigate")
             started = True
-            yield from turn_events()
+            for item in _run(turn):
+                if isinstance(item, Delta):
+                    yield stream.append_text(body, item.text)
+                elif isinstance(item, Heartbeat):
+                    yield stream.KEEPALIVE
+                else:
+                    yield stream.event(render_template(
+                        "chat/_turn_end.html", message=item.reply, last_id=item.reply.id,
+                        conversation=turn.conversation, poll=item.lost))
         finally:
-            if not started:  # the client left before the turn began: don't leave it "streaming"
-                service.abandon(turn)
-
-    def turn_events():
-        for event in service.run(turn, provider, config):
-            if isinstance(event, Delta):
-                yield sse(f'<hx-partial hx-target="{body}" hx-swap="beforeend">'
-                          f"{escape(event.text)}</hx-partial>")
-            elif event is HEARTBEAT:
-                yield ": keep-alive\n\n"
-            elif isinstance(event, Finished):
-                yield sse(render_template(
-                    "chat/_turn_end.html", message=event.reply, last_id=event.reply.id,
-                    assistant=provider,
-                ))
+            if not started:  # the client left before the turn began: don't leave it live
+                turns.abandon(turn, config)
 
     return Response(
         stream_with_context(events()),

@@ -50,10 +50,15 @@
   document.addEventListener("htmx:after:swap", () => { if (stickToBottom) scrollToEnd(); });
   document.addEventListener("htmx:sse:after:message", () => { if (stickToBottom) scrollToEnd(); });
 
-  // The first message of a new conversation gives it an address: show it in the address bar.
+  // The first message of a new conversation gives it an address: show it in the address bar,
+  // and send the next messages to that conversation.
   form.addEventListener("chatbot:navigate", (e) => {
     const path = e.detail && e.detail.data;
-    if (path && path !== location.pathname) history.pushState({ htmx: true }, "", path);
+    if (!path) return;
+    const messagesUrl = path.replace(/\/$/, "") + "/messages";
+    form.setAttribute("action", messagesUrl);
+    form.setAttribute("hx-post", messagesUrl);
+    if (path !== location.pathname) history.pushState({ htmx: true }, "", path);
   });
 
   // Times are sent in UTC; show them in the reader's own time zone.

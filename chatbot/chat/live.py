@@ -1,0 +1,103 @@
+"""This process's live replies: a stop reaches them at once, and one background writer ticks
+them all.
+
+Every ``STREAM_TICK_SECONDS`` the ticker runs one transaction that ticks each live reply of this
+process (``replies.tick``: text so far + lease renewal + status, one statement each). Because the
+ticks run here and not on the response's path, a busy database delays a tick, never the text a
+reader sees. A tick that reads "stopping" (a stop asked in another process) or finds the fence
+lost (a retry took the reply over) cancels its turn. The thread runs only while replies are live.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+from ..extensions import db
+from ..models import Status
+from . import replies
+from .replies import Lease
+
+log = logging.getLogger(__name__)
+
+
+class LiveReplies:
+    def __init__(self, app: Flask):
+        self.app = app
+        self._leases: dict[int, Lease] = {}
+        self._done: set[int] = set()  # replies whose turn is saving: their ticks are moot
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def hold(self, lease: Lease) -> None:
+        """Tick this reply from now on (until ``release``)."""
+        with self._lock:
+            self._leases[lease.reply_id] = lease
+            self._done.discard(lease.reply_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="reply-ticker", daemon=True)
+                self._thread.start()
+
+    def finishing(self, lease: Lease) -> None:
+        """The turn is about to save its reply: no tick may read that as a lost fence."""
+        with self._lock:
+            self._done.add(lease.reply_id)
+
+    def release(self, lease: Lease) -> None:
+        with self._lock:
+            if self._leases.get(lease.reply_id) is lease:
+                del self._leases[lease.reply_id]
+            self._done.discard(lease.reply_id)
+
+    def cancel(self, reply_id: int, reason: str) -> bool:
+        """End a turn of this process early (Stop, a departed client); False if none is here."""
+        lease = self._leases.get(reply_id)
+        return lease.cancel(reason) if lease is not None else False
+
+    def _run(self) -> None:
+        while True:
+            self._stop.wait(float(self.app.config["STREAM_TICK_SECONDS"]))
+            with self._lock:
+                if not self._leases or self._stop.is_set():
+                    self._thread = None
+                    return
+                leases = [lease for lease in self._leases.values()
+                          if lease.ended is None and lease.reply_id not in self._done]
+            if leases:
+                self.tick(leases)
+
+    def tick(self, leases: list[Lease]) -> None:
+        """One tick for each of these replies, in one transaction."""
+        seconds = float(self.app.config["STREAM_LEASE_SECONDS"])
+        try:
+            with self.app.app_context(), db.engine.begin() as conn:
+                results = [(lease, replies.tick(conn, lease, seconds)) for lease in leases]
+        except Exception as exc:  # noqa: BLE001 - busy or unreachable: the next tick tries again
+            log.warning("could not tick %d live replies: %s", len(leases), exc)
+            return
+        for lease, status in results:
+            with self._lock:
+                saving = lease.reply_id in self._done
+            if status is None and not saving:
+                if lease.cancel(replies.LOST):
+                    log.warning("conversation=%s reply=%s attempt=%s: another attempt took this "
+                                "reply over; this turn ends without writing",
+                                lease.conversation_id, lease.reply_id, lease.attempt)
+            elif status == Status.STOPPING:
+                lease.cancel(replies.STOPPED)
+
+    def close(self) -> None:
+        """Stop ticking (tests, shutdown); live turns keep running until they end."""
+        self._stop.set()
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["chatbot.live"] = LiveReplies(app)
+
+
+def live_replies(app: Flask) -> LiveReplies:
+    live: LiveReplies = app.extensions["chatbot.live"]
+    return live

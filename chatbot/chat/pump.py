@@ -1,0 +1,100 @@
+"""Reading a provider in the background, and batching its text by time.
+
+``Pump`` reads the model in a helper thread, so a silent model never blocks the response (which
+must keep writing to notice a departed client). ``Batcher`` decides what the reader gets and
+when: a pure function of the text that arrives and of a clock, unit-tested with a fake one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..llm import ReplyStream
+
+END = object()  # the provider's stream ended (normally or not)
+CANCELLED = object()  # the turn was cancelled: stop waiting for the provider
+
+
+class Pump:
+    def __init__(self, reply: ReplyStream):
+        self.reply = reply
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="model-reply", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in self.reply:
+                self.queue.put(event)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading side
+            self.queue.put(exc)
+        finally:
+            self.queue.put(END)
+
+    def get(self, timeout: float) -> Any:
+        """The next event, or None if there was none within ``timeout`` seconds."""
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def cancel(self) -> None:
+        """Cancel the model call at whatever stage it is, and wake the reader now."""
+        self.reply.close()
+        self.queue.put(CANCELLED)
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the reading thread to end; False if it is still running."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+
+class Heartbeat:
+    """Nothing new yet: write something small, so a departed client is noticed."""
+
+    def __repr__(self) -> str:
+        return "HEARTBEAT"
+
+
+HEARTBEAT = Heartbeat()
+
+
+@dataclass
+class Batcher:
+    """Text goes out at most every ``flush_every`` seconds (the first piece at once), and a
+    heartbeat after ``keepalive`` seconds with nothing to send."""
+
+    flush_every: float
+    keepalive: float
+    _buf: list[str] = field(default_factory=list)
+    _last_flush: float = float("-inf")
+
+    def wait(self, now: float) -> float:
+        """How long to wait for the next piece of text before calling ``idle``."""
+        if self._buf:
+            return max(0.0, self._last_flush + self.flush_every - now)
+        return self.keepalive
+
+    def add(self, text: str, now: float) -> str | None:
+        """Take a piece of text; returns a batch when one is due."""
+        self._buf.append(text)
+        if now - self._last_flush >= self.flush_every:
+            return self._take(now)
+        return None
+
+    def idle(self, now: float) -> str | Heartbeat:
+        """Nothing arrived in time: the waiting text, or a heartbeat."""
+        return self._take(now) if self._buf else HEARTBEAT
+
+    def rest(self) -> str | None:
+        """Whatever is left at the end."""
+        return self._take(float("-inf")) if self._buf else None
+
+    def _take(self, now: float) -> str:
+        batch = "".join(self._buf)
+        self._buf.clear()
+        self._last_flush = now
+        return batch

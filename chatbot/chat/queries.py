@@ -1,0 +1,78 @@
+"""Reads: conversations and pages of their messages. Nothing here writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Row, func, select
+
+from ..extensions import db
+from ..models import Conversation, Message
+
+
+def find_conversation(owner: str | None, public_id: str | None) -> Conversation | None:
+    """The owner's conversation with this public id, or None (also for anyone else's)."""
+    if not public_id or not owner:
+        return None
+    return db.session.execute(
+        select(Conversation).where(Conversation.public_id == public_id, Conversation.owner == owner)
+    ).scalar_one_or_none()
+
+
+def message_in(conversation: Conversation, message_id: int) -> Message | None:
+    """One message of this conversation, or None."""
+    return db.session.execute(
+        select(Message).where(Message.id == message_id, Message.conversation_id == conversation.id)
+    ).scalar_one_or_none()
+
+
+def message_by_id(message_id: int) -> Message | None:
+    return db.session.execute(select(Message).where(Message.id == message_id)).scalar_one_or_none()
+
+
+def latest_message(conversation_id: int) -> Message | None:
+    return db.session.execute(
+        select(Message).where(Message.conversation_id == conversation_id)
+        .order_by(Message.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def last_message_id(conversation: Conversation) -> int | None:
+    return db.session.execute(
+        select(func.max(Message.id)).where(Message.conversation_id == conversation.id)
+    ).scalar()
+
+
+def messages_of(conversation: Conversation, before_id: int | None = None,
+                limit: int = 50) -> tuple[list[Message], bool]:
+    """Up to ``limit`` messages (before ``before_id``), oldest first, and whether older exist.
+
+    A page shows the newest part of a conversation and loads the rest on demand, so a
+    conversation of thousands of messages opens as fast as a short one.
+    """
+    query = select(Message).where(Message.conversation_id == conversation.id)
+    if before_id is not None:
+        query = query.where(Message.id < before_id)
+    rows = list(db.session.execute(query.order_by(Message.id.desc()).limit(limit + 1)).scalars())
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    rows.reverse()
+    return rows, has_more
+
+
+def conversations_with_counts(
+        updated_before: datetime | None = None) -> Sequence[Row[tuple[Conversation, int]]]:
+    """Every conversation with its number of messages, most recently updated first."""
+    counts = (
+        select(Message.conversation_id, func.count(Message.id).label("n"))
+        .group_by(Message.conversation_id).subquery()
+    )
+    query = (
+        select(Conversation, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.conversation_id == Conversation.id)
+        .order_by(Conversation.updated_at.desc())
+    )
+    if updated_before is not None:
+        query = query.where(Conversation.updated_at < updated_before)
+    return db.session.execute(query).all()
