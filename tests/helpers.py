@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy import select
 
@@ -10,6 +13,21 @@ from chatbot.extensions import db
 from chatbot.models import Conversation, Message
 
 HX = {"HX-Request": "true", "Accept": "text/html, text/event-stream"}
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.02,
+               what: str | None = None) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
 
 
 def parse_sse(text: str) -> list[dict]:

@@ -22,6 +22,7 @@ from .helpers import (
     only_conversation,
     parse_sse,
     send,
+    wait_until,
 )
 
 
@@ -81,13 +82,11 @@ def test_client_that_leaves_right_after_posting_leaves_no_live_reply(live_server
             sock.sendall(f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
                          "Content-Type: application/x-www-form-urlencoded\r\n"
                          f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        replies = [m for m in all_messages(app) if not m.is_user]
-        if len(replies) == 3 and all(m.status == "interrupted" for m in replies):
-            break
-        time.sleep(0.05)
-    assert [m.status for m in replies] == ["interrupted"] * 3
+    def replies():
+        found = [m for m in all_messages(app) if not m.is_user]
+        return found if len(found) == 3 and all(m.status == "interrupted" for m in found) else None
+
+    replies = wait_until(replies, what="three interrupted replies")
     assert all(m.meta["finish_reason"] == "client_disconnected" for m in replies)
 
 
@@ -105,10 +104,7 @@ def test_stop_while_the_model_is_silent_ends_the_upstream_request_at_once(live_s
         ended = time.perf_counter() - started
     assert any('data-status="interrupted"' in line for line in rest)
     assert ended < 1.5  # not the model's 3 s silence
-    deadline = time.time() + 1.5
-    while fake_openai.closed_streams < 1 and time.time() < deadline:
-        time.sleep(0.02)
-    assert fake_openai.closed_streams == 1
+    wait_until(lambda: fake_openai.closed_streams == 1, timeout=1.5, what="the model stream closed")
     reply = all_messages(app)[1]
     assert reply.status == "interrupted" and reply.meta["finish_reason"] == "stopped"
 

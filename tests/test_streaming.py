@@ -25,6 +25,7 @@ from .helpers import (
     parse_sse,
     post_url,
     send,
+    wait_until,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,10 +122,7 @@ def test_stop_saves_the_partial_reply_as_stopped(live_server, app, fake_openai):
     assert reply.status == "interrupted" and reply.meta["finish_reason"] == "stopped"
     assert 0 < len(reply.content) < len(LONG) and LONG.startswith(reply.content)
     # the model's stream was closed too, long before it would have finished on its own
-    deadline = time.time() + 3
-    while fake_openai.closed_streams < 1 and time.time() < deadline:
-        time.sleep(0.02)
-    assert fake_openai.closed_streams == 1
+    wait_until(lambda: fake_openai.closed_streams == 1, timeout=3, what="the model stream closed")
 
 
 def test_client_that_goes_away_leaves_an_interrupted_reply_and_closes_the_model_stream(
@@ -141,19 +139,13 @@ def test_client_that_goes_away_leaves_an_interrupted_reply_and_closes_the_model_
         while received.count(b'hx-target="#msg-2-body"') < 3:
             received += sock.recv(65536)
     # the tab is gone; the server notices at its next write and saves what it had
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        reply = all_messages(app)[1]
-        if reply.status != "streaming":
-            break
-        time.sleep(0.05)
+    reply = wait_until(lambda: (r := all_messages(app)[1]).status != "streaming" and r,
+                       what="the reply to end")
     assert reply.status == "interrupted"
     assert reply.meta["finish_reason"] == "client_disconnected"
     assert 0 < len(reply.content) < len(LONG)
-    deadline = time.time() + 3
-    while fake_openai.closed_streams < 1 and time.time() < deadline:
-        time.sleep(0.02)
-    assert fake_openai.closed_streams == 1  # we stopped calling the model
+    # we stopped calling the model
+    wait_until(lambda: fake_openai.closed_streams == 1, timeout=3, what="the model stream closed")
     time.sleep(0.3)
     assert "Traceback" not in capfd.readouterr().err
 
@@ -211,17 +203,19 @@ def gunicorn_server(tmp_path, fake_openai):
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 20
-    while True:
-        try:
-            if requests.get(url + "/", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
+    def up() -> bool:
+        if proc.poll() is not None:
             pytest.fail("gunicorn did not start:\n" + proc.stdout.read().decode())
-        time.sleep(0.1)
+        try:
+            return requests.get(url + "/", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(up, timeout=20, interval=0.1, what="gunicorn to start")
+    except AssertionError:
+        proc.kill()
+        raise
     yield url
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=20)
