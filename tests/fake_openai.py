@@ -57,6 +57,7 @@ class FakeOpenAI:
         self.replies: deque[Reply] = deque()
         self.default = Reply()
         self.closed_streams = 0  # streams whose client went away before the end
+        self.abandoned_requests = 0  # requests whose client went away before the headers
         self.first_token_sent: list[float] = []  # perf_counter() when each first token was written
         self.stream_done: list[float] = []  # perf_counter() when each stream's [DONE] was written
         self._lock = threading.Lock()
@@ -100,6 +101,7 @@ class FakeOpenAI:
         self.replies.clear()
         self.default = Reply()
         self.closed_streams = 0
+        self.abandoned_requests = 0
         self.first_token_sent.clear()
         self.stream_done.clear()
 
@@ -117,8 +119,11 @@ class FakeOpenAI:
             reply = self.replies.popleft() if self.replies else self.default
         if h.path.rstrip("/") != "/v1/chat/completions":
             return self._json(h, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
-        if reply.header_delay:
-            time.sleep(reply.header_delay)
+        if reply.header_delay and not self._wait_for_client(h, reply.header_delay):
+            with self._lock:
+                self.abandoned_requests += 1  # the client gave up before our headers
+            h.close_connection = True
+            return
         if reply.status != 200:
             kind = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(reply.status, "server_error")
             return self._json(h, reply.status, {"error": {"message": reply.error_message, "type": kind,
@@ -137,6 +142,16 @@ class FakeOpenAI:
                              "message": {"role": "assistant", "content": reply.text}}],
             })
         self._stream(h, reply, model, pieces, usage, request)
+
+    @staticmethod
+    def _wait_for_client(h, seconds: float) -> bool:
+        """Sleep ``seconds``; False at once if the client hangs up meanwhile."""
+        end = time.perf_counter() + seconds
+        while (left := end - time.perf_counter()) > 0:
+            readable, _, _ = select.select([h.connection], [], [], min(left, 0.02))
+            if readable and h.connection.recv(1, socket.MSG_PEEK) == b"":
+                return False
+        return True
 
     def _json(self, h, status: int, payload: dict) -> None:
         data = json.dumps(payload).encode()

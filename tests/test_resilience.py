@@ -142,3 +142,52 @@ def test_visits_that_only_read_store_no_session(app, fake_openai):
     send(client, "now I talk")
     assert client.get_cookie("chatbot_session") is not None
 
+
+
+def _model_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "model-reply" and t.is_alive()]
+
+
+def test_stop_before_the_model_sent_its_headers_cancels_the_call_at_once(live_server, app, fake_openai):
+    """A model that hasn't answered at all (no headers yet): Stop still ends the upstream request,
+    and the thread that was waiting for it ends with the turn."""
+    fake_openai.will(Reply("too late", header_delay=5.0))
+    with requests.Session() as s:
+        response = s.post(f"{live_server.url}/c", data={"content": "hello?"}, headers=HX,
+                          stream=True, timeout=10)
+        lines = response.iter_lines(decode_unicode=True)
+        next(line for line in lines if line.startswith(": keep-alive"))
+        assert _model_threads(), "the model call should be waiting for headers now"
+        started = time.perf_counter()
+        stop = live_server.url + message_url(only_conversation(app), 2, "stop")
+        assert s.post(stop, headers=HX).status_code == 204
+        rest = list(lines)
+        ended = time.perf_counter() - started
+    assert any('data-status="interrupted"' in line for line in rest)
+    assert ended < 1.0  # not the model's 5 s
+    wait_until(lambda: not _model_threads(), timeout=1.0, what="the model thread to end")
+    wait_until(lambda: fake_openai.abandoned_requests == 1, timeout=1.0,
+               what="the upstream request to be closed")
+    assert len(fake_openai.requests) == 1  # cancelled, not retried by the SDK
+    reply = all_messages(app)[1]
+    assert reply.status == "interrupted" and reply.meta["finish_reason"] == "stopped"
+
+
+def test_a_departed_client_cancels_a_call_still_waiting_for_headers(live_server, app, fake_openai):
+    """The same cancellation, called by the stream's end instead of Stop."""
+    fake_openai.will(Reply("too late", header_delay=5.0))
+    host, port = live_server.url.removeprefix("http://").split(":")
+    body = "content=bye"
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
+                     "Content-Type: application/x-www-form-urlencoded\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+        received = b""
+        while b"keep-alive" not in received:
+            received += sock.recv(65536)
+    wait_until(lambda: all_messages(app)[1].status == "interrupted", timeout=2,
+               what="the reply to end interrupted")
+    wait_until(lambda: not _model_threads(), timeout=1.0, what="the model thread to end")
+    wait_until(lambda: fake_openai.abandoned_requests == 1, timeout=1.0,
+               what="the upstream request to be closed")
+    assert all_messages(app)[1].meta["finish_reason"] == "client_disconnected"
