@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test serve bench clean
+.PHONY: run test lint serve bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,15 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Lint, format check and types (CI runs this before the tests).
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 # Production-style serving (gthread workers, many concurrent streams).
 serve: $(VENV)/.installed-run
-	$(BIN)/flask --app chatbot init-db
+	$(BIN)/flask --app chatbot db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 bench: $(VENV)/.installed-test

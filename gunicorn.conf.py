@@ -8,6 +8,7 @@ Concurrent streams = WEB_CONCURRENCY x GUNICORN_THREADS (2 x 16 = 32 by default)
 """
 
 import os
+from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -20,7 +21,7 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 
 
-def on_starting(server):
+def on_starting(server: Any) -> None:
     """Upgrade the schema once, in the master, before any worker starts (create_app does it), and
     mark replies cut short by the last shutdown as interrupted (the same sweep as everywhere)."""
     from chatbot import create_app

@@ -29,7 +29,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fake_openai import FakeOpenAI, Reply  # noqa: E402
+from tests.fake_openai import FakeOpenAI, Reply
 
 
 def free_port() -> int:
@@ -39,24 +39,44 @@ def free_port() -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--ttft", type=float, default=0.2, help="fake model's time to first token (s)")
-    parser.add_argument("--token-delay", type=float, default=0.01, help="fake model's delay between tokens (s)")
+    parser.add_argument(
+        "--token-delay", type=float, default=0.01, help="fake model's delay between tokens (s)"
+    )
     parser.add_argument("--tokens", type=int, default=80, help="tokens per reply")
     args = parser.parse_args()
 
     fake = FakeOpenAI()
-    fake.default = Reply(" ".join(f"tok{i}" for i in range(args.tokens)),
-                         first_token_delay=args.ttft, token_delay=args.token_delay)
+    fake.default = Reply(
+        " ".join(f"tok{i}" for i in range(args.tokens)),
+        first_token_delay=args.ttft,
+        token_delay=args.token_delay,
+    )
     port = free_port()
     tmp = tempfile.mkdtemp(prefix="chatbot-bench-")
-    env = dict(os.environ, CHATBOT_INSTANCE_PATH=tmp, DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3",
-               OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=fake.url, CHATBOT_OPENAI_MAX_RETRIES="0",
-               GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_ACCESS_LOG="/dev/null",
-               WEB_CONCURRENCY="1", GUNICORN_THREADS="8")
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(
+        os.environ,
+        CHATBOT_INSTANCE_PATH=tmp,
+        DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3",
+        OPENAI_API_KEY="sk-bench",
+        OPENAI_BASE_URL=fake.url,
+        CHATBOT_OPENAI_MAX_RETRIES="0",
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        GUNICORN_ACCESS_LOG="/dev/null",
+        WEB_CONCURRENCY="1",
+        GUNICORN_THREADS="8",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -73,13 +93,15 @@ def main() -> None:
             fake.first_token_sent.clear()
             fake.stream_done.clear()
             start = time.perf_counter()
-            response = session.post(base + "/messages", data={"content": f"question {turn}", "conversation": conversation},
-                                    headers={"HX-Request": "true"}, stream=True)
+            url = f"{base}/c/{conversation}/messages" if conversation else f"{base}/c"
+            response = session.post(
+                url, data={"content": f"question {turn}"}, headers={"HX-Request": "true"}, stream=True
+            )
             first_text = last = None
             chunks = 0
             for line in response.iter_lines(decode_unicode=True):
                 now = time.perf_counter()
-                if line.startswith("data: <hx-partial hx-target=\"#msg-") and "-body\"" in line:
+                if line.startswith('data: <hx-partial hx-target="#msg-') and '-body"' in line:
                     chunks += 1
                     first_text = first_text or now
                 if line.startswith("data: /c/"):
@@ -93,14 +115,22 @@ def main() -> None:
             totals.append((last - start) * 1000)
             chunk_counts.append(chunks)
         model_total = (args.ttft + args.token_delay * (args.tokens - 1)) * 1000
-        print(f"stream latency over {args.turns} turns (gunicorn gthread, SQLite; fake model: "
-              f"ttft {args.ttft * 1000:.0f} ms, {args.tokens} tokens, {args.token_delay * 1000:.0f} ms apart)")
-        print(f"  overhead to first token   median {statistics.median(first_overheads):7.2f} ms   "
-              f"p90 {statistics.quantiles(first_overheads, n=10)[-1]:7.2f} ms   (target < 20 ms)")
-        print(f"  per-chunk overhead        median {statistics.median(chunk_overheads):7.2f} ms   "
-              f"({statistics.median(chunk_counts):.0f} text events per reply)")
-        print(f"  total turn                median {statistics.median(totals):7.1f} ms   "
-              f"(the fake model alone: {model_total:.0f} ms)")
+        print(
+            f"stream latency over {args.turns} turns (gunicorn gthread, SQLite; fake model: "
+            f"ttft {args.ttft * 1000:.0f} ms, {args.tokens} tokens, {args.token_delay * 1000:.0f} ms apart)"
+        )
+        print(
+            f"  overhead to first token   median {statistics.median(first_overheads):7.2f} ms   "
+            f"p90 {statistics.quantiles(first_overheads, n=10)[-1]:7.2f} ms   (target < 20 ms)"
+        )
+        print(
+            f"  per-chunk overhead        median {statistics.median(chunk_overheads):7.2f} ms   "
+            f"({statistics.median(chunk_counts):.0f} text events per reply)"
+        )
+        print(
+            f"  total turn                median {statistics.median(totals):7.1f} ms   "
+            f"(the fake model alone: {model_total:.0f} ms)"
+        )
     finally:
         server.terminate()
         server.wait(10)

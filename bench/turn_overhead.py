@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import openai  # noqa: E402
-from flask import Flask, request  # noqa: E402
-from markupsafe import escape  # noqa: E402
+import openai
+from flask import Flask, request
+from markupsafe import escape
 
 REPLY = "Restart the phone, then check Settings > Battery for apps that use the most power."
 
@@ -53,8 +53,9 @@ def bare_app(db_path: str, base_url: str) -> Flask:
         con.execute("INSERT INTO m (content, is_user) VALUES (?, 1)", (text,))
         con.commit()
         reply = client.chat.completions.create(
-            model="gpt-4.1-nano", messages=[{"role": "system", "content": "Be brief."},
-                                            {"role": "user", "content": text}])
+            model="gpt-4.1-nano",
+            messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}],
+        )
         answer = reply.choices[0].message.content
         con.execute("INSERT INTO m (content, is_user) VALUES (?, 0)", (answer,))
         con.commit()
@@ -83,21 +84,32 @@ def fill(app, public_id: str, n: int) -> None:
     with app.app_context():
         cid = db.session.execute(select(Conversation.id).where(Conversation.public_id == public_id)).scalar()
         now = utcnow()
-        rows = [{"conversation_id": cid, "is_user": i % 2 == 0, "status": "complete", "timestamp": now,
-                 "content": f"Message {i}: my phone's battery drains fast when I use maps and the camera.",
-                 "meta": {}} for i in range(n)]
+        rows = [
+            {
+                "conversation_id": cid,
+                "is_user": i % 2 == 0,
+                "status": "complete",
+                "timestamp": now,
+                "content": f"Message {i}: my phone's battery drains fast when I use maps and the camera.",
+                "meta": {},
+            }
+            for i in range(n)
+        ]
         db.session.execute(insert(Message), rows)
         db.session.commit()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--long", type=int, default=5000)
     args = parser.parse_args()
 
-    fake = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", REPLY], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai", REPLY], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     fake_url = fake.stdout.readline().strip()
     tmp = tempfile.mkdtemp(prefix="chatbot-bench-")
     os.environ["CHATBOT_INSTANCE_PATH"] = tmp
@@ -105,15 +117,20 @@ def main() -> None:
         bare = bare_app(f"{tmp}/bare.sqlite3", fake_url).test_client()
         from chatbot import create_app
 
-        app = create_app({
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/ours.sqlite3", "PROVIDER": "openai",
-            "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake_url, "OPENAI_MAX_RETRIES": 0,
-        })
+        app = create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/ours.sqlite3",
+                "PROVIDER": "openai",
+                "OPENAI_API_KEY": "sk-bench",
+                "OPENAI_BASE_URL": fake_url,
+                "OPENAI_MAX_RETRIES": 0,
+            }
+        )
         ours = app.test_client()
 
         def our_turn(conversation=""):
-            r = ours.post("/messages", data={"content": "My battery drains fast", "conversation": conversation},
-                          headers=HX, buffered=True)
+            url = f"/c/{conversation}/messages" if conversation else "/c"
+            r = ours.post(url, data={"content": "My battery drains fast"}, headers=HX, buffered=True)
             assert r.status_code == 200 and b'data-status=\\"complete\\"' not in r.data
             return r
 
@@ -130,20 +147,27 @@ def main() -> None:
         long_id = our_turn().get_data(as_text=True).split("data: /c/", 1)[1].split("\n", 1)[0]
         fill(app, long_id, args.long)
         lt = timed(lambda: our_turn(long_id), max(20, args.turns // 5))
-        from chatbot.chat.service import model_input
+        from chatbot.chat.context import model_input
         from chatbot.extensions import db
         from chatbot.models import Conversation
+
         with app.app_context():
             conv = db.session.execute(db.select(Conversation).filter_by(public_id=long_id)).scalar_one()
-            sent = len(model_input(conv.id, 10**12, app.config["SYSTEM_PROMPT"], app.config["HISTORY_TOKENS"]))
+            sent = len(
+                model_input(conv.id, 10**12, app.config["SYSTEM_PROMPT"], app.config["HISTORY_TOKENS"])
+            )
         page = timed(lambda: ours.get(f"/c/{long_id}"), 10)
 
         print(f"turn cost, median of {args.turns} (Flask test client; zero-latency fake model over HTTP)")
         print(f"  bare Flask turn                    {statistics.median(b):6.2f} ms")
-        print(f"  our full turn                      {statistics.median(o):6.2f} ms   "
-              f"({statistics.median(o) / statistics.median(b):.2f}x bare)")
-        print(f"  our turn at {args.long:,} messages        {statistics.median(lt):6.2f} ms   "
-              f"({sent} messages sent within the history budget)")
+        print(
+            f"  our full turn                      {statistics.median(o):6.2f} ms   "
+            f"({statistics.median(o) / statistics.median(b):.2f}x bare)"
+        )
+        print(
+            f"  our turn at {args.long:,} messages        {statistics.median(lt):6.2f} ms   "
+            f"({sent} messages sent within the history budget)"
+        )
         print(f"  page GET at {args.long:,} messages        {statistics.median(page):6.2f} ms")
     finally:
         fake.kill()

@@ -8,6 +8,7 @@ from datetime import timedelta
 import click
 from flask import Flask
 from flask.cli import AppGroup
+
 from .chat import queries
 from .chat.conversations import delete_conversations
 from .models import utcnow
@@ -42,8 +43,12 @@ def list_command() -> None:
 @conversations.command("reset")
 @click.option("--all", "everything", is_flag=True, help="Remove every conversation.")
 @click.option("--id", "ids", multiple=True, metavar="ID", help="Remove this conversation (repeatable).")
-@click.option("--older-than", "older_than", metavar="AGE",
-              help="Remove conversations not updated for AGE (e.g. 30d, 12h, 2w).")
+@click.option(
+    "--older-than",
+    "older_than",
+    metavar="AGE",
+    help="Remove conversations not updated for AGE (e.g. 30d, 12h, 2w).",
+)
 @click.option("--yes", is_flag=True, help="Don't ask for confirmation.")
 def reset_command(everything: bool, ids: tuple[str, ...], older_than: str | None, yes: bool) -> None:
     """Remove conversations and their messages."""

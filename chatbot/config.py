@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
+
+from flask import Flask
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are the customer-support assistant of a mobile-phone company. Answer questions about "
@@ -51,7 +55,7 @@ class Defaults:
     LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
     SQLALCHEMY_DATABASE_URI: str | None = None  # default: SQLite file in the instance folder
-    SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {}
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict[str, object]] = {}
     # SQLite: how long a write waits for another writer's lock before it fails.
     SQLITE_BUSY_SECONDS = 5.0
 
@@ -69,7 +73,7 @@ class Defaults:
     SECRET_KEY: str | None = None
 
 
-def load(app, test_config: dict | None) -> None:
+def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     """Fill ``app.config``: defaults, instance file, environment, then the test mapping."""
     app.config.from_object(Defaults)
     app.config.from_pyfile("config.py", silent=True)
@@ -86,9 +90,9 @@ def load(app, test_config: dict | None) -> None:
         "sqlite:///" + str(Path(app.instance_path) / "chatbot.sqlite3")
     )
     if uri.startswith("postgres://"):  # the scheme some hosts hand out
-        uri = "postgresql://" + uri[len("postgres://"):]
+        uri = "postgresql://" + uri[len("postgres://") :]
     if uri.startswith("postgresql://"):
-        uri = "postgresql+psycopg://" + uri[len("postgresql://"):]
+        uri = "postgresql+psycopg://" + uri[len("postgresql://") :]
     app.config["SQLALCHEMY_DATABASE_URI"] = uri
 
     if app.config["PROVIDER"] not in ("auto", "openai", "offline"):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import fcntl
 import os
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ def _sqlite_pragmas(busy_ms: int) -> Any:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
+
     return connect
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -52,7 +52,7 @@ RETRYABLE = (Status.ERROR.value, Status.INTERRUPTED.value)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_public_id() -> str:
@@ -81,6 +81,11 @@ def _clock(element: db_clock, compiler: SQLCompiler, **kw: Any) -> str:
     return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
 
 
+def _col(attribute: Any) -> Any:
+    """The Core column of a mapped attribute, in its class body (for indexes and expressions)."""
+    return attribute.column
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset)."""
 
@@ -91,18 +96,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None:
             if value.tzinfo is None:
                 raise ValueError("naive datetime: use timezone-aware UTC")
-            value = value.astimezone(timezone.utc)
+            value = value.astimezone(UTC)
             if dialect.name == "sqlite":
                 value = value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
-class Conversation(db.Model):  # type: ignore[name-defined,misc]
+class Conversation(db.Model):  # type: ignore[name-defined]
     __tablename__ = "conversations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -124,9 +129,7 @@ class Conversation(db.Model):  # type: ignore[name-defined,misc]
         return f"<Conversation {self.public_id} {self.title!r}>"
 
 
-
-
-class Message(db.Model):  # type: ignore[name-defined,misc]
+class Message(db.Model):  # type: ignore[name-defined]
     __tablename__ = "messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -142,8 +145,7 @@ class Message(db.Model):  # type: ignore[name-defined,misc]
     # turn renews it every tick; a reply whose lease ran out has nobody writing it any more.
     lease_until: Mapped[float | None] = mapped_column(Float)
     # "metadata" is reserved on declarative classes, so the attribute is ``meta``.
-    meta: Mapped[dict[str, Any]] = mapped_column(
-        "metadata", MutableDict.as_mutable(JSON), default=dict)  # type: ignore[arg-type]
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", MutableDict.as_mutable(JSON), default=dict)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages", lazy="raise_on_sql")
 
@@ -151,16 +153,23 @@ class Message(db.Model):  # type: ignore[name-defined,misc]
         Index("ix_messages_conversation_order", "conversation_id", "id"),
         # One live reply per conversation, across processes and hosts: a second turn started
         # while one is running is refused by the database itself.
-        Index("uq_messages_one_live_reply", "conversation_id", unique=True,
-              sqlite_where=status.column.in_(LIVE),
-              postgresql_where=status.column.in_(LIVE)),
-        CheckConstraint(status.column.in_([s.value for s in Status]), name="ck_messages_status"),
+        Index(
+            "uq_messages_one_live_reply",
+            "conversation_id",
+            unique=True,
+            sqlite_where=_col(status).in_(LIVE),
+            postgresql_where=_col(status).in_(LIVE),
+        ),
+        CheckConstraint(_col(status).in_([s.value for s in Status]), name="ck_messages_status"),
     )
 
     # Read with every message: a live reply whose lease ran out (by the database's clock).
     lease_expired: Mapped[bool] = column_property(
-        case((status.column.in_(LIVE),
-              or_(lease_until.column.is_(None), lease_until.column < db_clock())), else_=false()))
+        case(
+            (_col(status).in_(LIVE), or_(_col(lease_until).is_(None), _col(lease_until) < db_clock())),
+            else_=false(),
+        )
+    )
 
     @property
     def role(self) -> str:
@@ -197,7 +206,7 @@ class MessageRecord:
         return "user" if self.is_user else "assistant"
 
 
-class SessionRecord(db.Model):  # type: ignore[name-defined,misc]
+class SessionRecord(db.Model):  # type: ignore[name-defined]
     """Flask-Session's row layout, declared once here (see ``sessions.py``)."""
 
     __tablename__ = "sessions"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import nh3
+from flask import Flask
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
@@ -12,9 +13,34 @@ _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": 
 )
 
 _TAGS = {
-    "p", "br", "strong", "em", "b", "i", "code", "pre", "blockquote", "ul", "ol", "li",
-    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "a", "table", "thead", "tbody", "tr", "th", "td",
-    "del", "s",
+    "p",
+    "br",
+    "strong",
+    "em",
+    "b",
+    "i",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "a",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "del",
+    "s",
 }
 _ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
 
@@ -31,5 +57,5 @@ def render_markdown(text: str) -> Markup:
     return Markup(clean)
 
 
-def init_app(app) -> None:
+def init_app(app: Flask) -> None:
     app.add_template_filter(render_markdown, "markdown")

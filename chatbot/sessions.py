@@ -9,7 +9,8 @@ created with the rest of the schema, and Flask-Session's own load/save/cleanup c
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask
 from flask_session.base import ServerSideSessionInterface
@@ -34,20 +35,21 @@ class DatabaseSessionInterface(SqlAlchemySessionInterface):
             cleanup_n_requests=app.config["SESSION_CLEANUP_N_REQUESTS"],
         )
 
-
     # One Core SELECT on a pooled connection instead of an ORM query: the session is read on
     # every request, and this halves its cost. Expired rows read as "no session" (cleanup
     # removes them every SESSION_CLEANUP_N_REQUESTS requests).
     _READ = select(SessionRecord.data, SessionRecord.expiry).where(
-        SessionRecord.session_id == bindparam("sid"))
+        SessionRecord.session_id == bindparam("sid")
+    )
 
-    def _retrieve_session_data(self, store_id: str) -> dict | None:
+    def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
         row = self.client.session.connection().execute(self._READ, {"sid": store_id}).first()
         if row is None or row.expiry is None:
             return None
-        if row.expiry <= datetime.now(timezone.utc).replace(tzinfo=None):
+        if row.expiry <= datetime.now(UTC).replace(tzinfo=None):
             return None
-        return self.serializer.decode(bytes(row.data))
+        data: dict[str, Any] = self.serializer.decode(bytes(row.data))
+        return data
 
 
 def init_app(app: Flask) -> None:

@@ -15,8 +15,11 @@ bp = Blueprint("chat", __name__)
 @bp.app_context_processor
 def inject_assistant() -> dict[str, Any]:
     """Every template knows who answers now, and how a reply's status reads."""
-    return {"assistant": get_provider(current_app), "shown_status": replies.shown_status,
-            "reply_notice": replies.notice}
+    return {
+        "assistant": get_provider(current_app),
+        "shown_status": replies.shown_status,
+        "reply_notice": replies.notice,
+    }
 
 
 def init_app(app: Flask) -> None:

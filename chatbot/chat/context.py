@@ -30,8 +30,9 @@ _HISTORY = (
 )
 
 
-def model_input(conversation_id: int, before_id: int, system_prompt: str,
-                budget: int) -> list[dict[str, str]]:
+def model_input(
+    conversation_id: int, before_id: int, system_prompt: str, budget: int
+) -> list[dict[str, str]]:
     """System prompt + the conversation's messages before ``before_id``, oldest first.
 
     Rows are streamed newest first and reading stops once ``budget`` tokens are spent, so a
@@ -40,8 +41,10 @@ def model_input(conversation_id: int, before_id: int, system_prompt: str,
     """
     budget -= estimate_tokens(system_prompt)
     picked: list[dict[str, str]] = []
-    result = db.session.connection().execution_options(yield_per=128).execute(
-        _HISTORY, {"conversation_id": conversation_id, "before_id": before_id}
+    result = (
+        db.session.connection()
+        .execution_options(yield_per=128)
+        .execute(_HISTORY, {"conversation_id": conversation_id, "before_id": before_id})
     )
     try:
         for is_user, content in result:

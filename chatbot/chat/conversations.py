@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import delete, func, select
 
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import Conversation, Message
 
 TITLE_CHARS = 60
@@ -30,6 +30,6 @@ def delete_conversations(ids: Sequence[int]) -> tuple[int, int]:
     ).scalar_one()
     # Messages go first explicitly: not every database enforces ON DELETE CASCADE.
     db.session.execute(delete(Message).where(Message.conversation_id.in_(ids)))
-    n = db.session.execute(delete(Conversation).where(Conversation.id.in_(ids))).rowcount
+    n = rowcount(db.session.execute(delete(Conversation).where(Conversation.id.in_(ids))))
     db.session.commit()
     return n, n_messages

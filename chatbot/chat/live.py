@@ -64,8 +64,11 @@ class LiveReplies:
                 if not self._leases or self._stop.is_set():
                     self._thread = None
                     return
-                leases = [lease for lease in self._leases.values()
-                          if lease.ended is None and lease.reply_id not in self._done]
+                leases = [
+                    lease
+                    for lease in self._leases.values()
+                    if lease.ended is None and lease.reply_id not in self._done
+                ]
             if leases:
                 self.tick(leases)
 
@@ -83,9 +86,13 @@ class LiveReplies:
                 saving = lease.reply_id in self._done
             if status is None and not saving:
                 if lease.cancel(replies.LOST):
-                    log.warning("conversation=%s reply=%s attempt=%s: another attempt took this "
-                                "reply over; this turn ends without writing",
-                                lease.conversation_id, lease.reply_id, lease.attempt)
+                    log.warning(
+                        "conversation=%s reply=%s attempt=%s: another attempt took this "
+                        "reply over; this turn ends without writing",
+                        lease.conversation_id,
+                        lease.reply_id,
+                        lease.attempt,
+                    )
             elif status == Status.STOPPING:
                 lease.cancel(replies.STOPPED)
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import Conversation, Message
@@ -33,8 +32,7 @@ def message_by_id(message_id: int) -> Message | None:
 
 def latest_message(conversation_id: int) -> Message | None:
     return db.session.execute(
-        select(Message).where(Message.conversation_id == conversation_id)
-        .order_by(Message.id.desc()).limit(1)
+        select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id.desc()).limit(1)
     ).scalar_one_or_none()
 
 
@@ -44,8 +42,9 @@ def last_message_id(conversation: Conversation) -> int | None:
     ).scalar()
 
 
-def messages_of(conversation: Conversation, before_id: int | None = None,
-                limit: int = 50) -> tuple[list[Message], bool]:
+def messages_of(
+    conversation: Conversation, before_id: int | None = None, limit: int = 50
+) -> tuple[list[Message], bool]:
     """Up to ``limit`` messages (before ``before_id``), oldest first, and whether older exist.
 
     A page shows the newest part of a conversation and loads the rest on demand, so a
@@ -61,12 +60,12 @@ def messages_of(conversation: Conversation, before_id: int | None = None,
     return rows, has_more
 
 
-def conversations_with_counts(
-        updated_before: datetime | None = None) -> Sequence[Row[tuple[Conversation, int]]]:
+def conversations_with_counts(updated_before: datetime | None = None) -> list[tuple[Conversation, int]]:
     """Every conversation with its number of messages, most recently updated first."""
     counts = (
         select(Message.conversation_id, func.count(Message.id).label("n"))
-        .group_by(Message.conversation_id).subquery()
+        .group_by(Message.conversation_id)
+        .subquery()
     )
     query = (
         select(Conversation, func.coalesce(counts.c.n, 0))
@@ -75,4 +74,4 @@ def conversations_with_counts(
     )
     if updated_before is not None:
         query = query.where(Conversation.updated_at < updated_before)
-    return db.session.execute(query).all()
+    return [(row[0], row[1]) for row in db.session.execute(query)]

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, and_, bindparam, null, or_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import LIVE, RETRYABLE, Conversation, Message, Status, db_clock, utcnow
 
 log = logging.getLogger(__name__)
@@ -83,17 +83,24 @@ class Lease:
 _m = Message.__table__.c
 _FENCED = and_(_m.id == bindparam("reply_id"), _m.attempt == bindparam("fence_attempt"), _m.status.in_(LIVE))
 _TICK = (
-    update(Message.__table__).where(_FENCED)
+    update(Message.__table__)
+    .where(_FENCED)
     .values(content=bindparam("content"), lease_until=db_clock() + bindparam("lease"))
     .returning(_m.status)
 )
 _FINISH = (
-    update(Message.__table__).where(_FENCED)
-    .values(content=bindparam("content"), status=bindparam("status"), metadata=bindparam("meta"),
-            lease_until=null())
+    update(Message.__table__)
+    .where(_FENCED)
+    .values(
+        content=bindparam("content"),
+        status=bindparam("status"),
+        metadata=bindparam("meta"),
+        lease_until=null(),
+    )
 )
 _TOUCH = (
-    update(Conversation.__table__).where(Conversation.__table__.c.id == bindparam("conversation_id"))
+    update(Conversation.__table__)
+    .where(Conversation.__table__.c.id == bindparam("conversation_id"))
     .values(updated_at=bindparam("updated_at"))
 )
 
@@ -105,16 +112,22 @@ def _expired() -> Any:
 def tick(conn: Connection, lease: Lease, lease_seconds: float) -> str | None:
     """Save the text so far and renew the lease, in one statement; returns the reply's status
     ("stopping" when a stop was asked), or None when the turn no longer owns its reply."""
-    return conn.execute(_TICK, {**lease.fence(), "content": lease.text(),
-                                "lease": lease_seconds}).scalar()
+    return conn.execute(_TICK, {**lease.fence(), "content": lease.text(), "lease": lease_seconds}).scalar()
 
 
 class Sleep(Protocol):
     def __call__(self, seconds: float, /) -> None: ...
 
 
-def finish(lease: Lease, status: str, meta: dict[str, Any], *, give_up_after: float,
-           clock: Callable[[], float] = time.monotonic, sleep: Sleep = time.sleep) -> Saved:
+def finish(
+    lease: Lease,
+    status: str,
+    meta: dict[str, Any],
+    *,
+    give_up_after: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> Saved:
     """The final save, retried with backoff for up to ``give_up_after`` seconds while the
     database is busy (a write lock held by another process, a dropped connection)."""
     values = {**lease.fence(), "content": lease.text(), "status": status, "meta": meta}
@@ -123,25 +136,27 @@ def finish(lease: Lease, status: str, meta: dict[str, Any], *, give_up_after: fl
     while True:
         try:
             with db.engine.begin() as conn:
-                saved = conn.execute(_FINISH, values).rowcount == 1
+                saved = rowcount(conn.execute(_FINISH, values)) == 1
                 if saved:
-                    conn.execute(_TOUCH, {"conversation_id": lease.conversation_id,
-                                          "updated_at": utcnow()})
+                    conn.execute(_TOUCH, {"conversation_id": lease.conversation_id, "updated_at": utcnow()})
             return Saved.SAVED if saved else Saved.LOST
         except (OperationalError, DBAPIError) as exc:
             if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
                 raise
             if clock() + delay > deadline:
-                log.error("could not save reply %s (gave up after %.1f s): %s",
-                          lease.reply_id, give_up_after, exc.orig)
+                log.error(
+                    "could not save reply %s (gave up after %.1f s): %s",
+                    lease.reply_id,
+                    give_up_after,
+                    exc.orig,
+                )
                 return Saved.FAILED
             log.warning("could not save reply %s yet, retrying: %s", lease.reply_id, exc.orig)
             sleep(delay)
             delay = min(delay * 2, 1.0)
 
 
-def claim_for_retry(conversation_id: int, message_id: int, lease_seconds: float,
-                    now: datetime) -> int | None:
+def claim_for_retry(conversation_id: int, message_id: int, lease_seconds: float, now: datetime) -> int | None:
     """Take a failed, interrupted or abandoned reply for a new attempt; returns the attempt, or
     None when it is not waiting for a retry (complete, or still live with its lease running).
 
@@ -151,10 +166,19 @@ def claim_for_retry(conversation_id: int, message_id: int, lease_seconds: float,
     try:
         attempt = db.session.execute(
             update(m)
-            .where(m.id == message_id, m.conversation_id == conversation_id,
-                   or_(m.status.in_(RETRYABLE), m.status.in_(LIVE) & _expired()))
-            .values(status=Status.STREAMING.value, content="", meta={}, timestamp=now,
-                    attempt=m.attempt + 1, lease_until=db_clock() + lease_seconds)
+            .where(
+                m.id == message_id,
+                m.conversation_id == conversation_id,
+                or_(m.status.in_(RETRYABLE), m.status.in_(LIVE) & _expired()),
+            )
+            .values(
+                status=Status.STREAMING.value,
+                content="",
+                meta={},
+                timestamp=now,
+                attempt=m.attempt + 1,
+                lease_until=db_clock() + lease_seconds,
+            )
             .returning(m.attempt),
             execution_options={"synchronize_session": False},
         ).scalar()
@@ -174,13 +198,13 @@ def request_stop(conversation_id: int, message_id: int) -> bool:
     a turn in this process is cancelled at once as well (see ``live.py``).
     """
     m = Message
-    asked = db.session.execute(
+    result = db.session.execute(
         update(m)
-        .where(m.id == message_id, m.conversation_id == conversation_id,
-               m.status == Status.STREAMING.value)
+        .where(m.id == message_id, m.conversation_id == conversation_id, m.status == Status.STREAMING.value)
         .values(status=Status.STOPPING.value),
         execution_options={"synchronize_session": False},
-    ).rowcount == 1
+    )
+    asked = rowcount(result) == 1
     db.session.commit()
     return asked
 
@@ -194,17 +218,17 @@ def sweep(conversation_id: int | None = None) -> int:
     query = (
         update(m)
         .where(m.status.in_(LIVE), _expired())
-        .values(status=Status.INTERRUPTED.value, meta={"finish_reason": "server_restarted"},
-                lease_until=None)
+        .values(status=Status.INTERRUPTED.value, meta={"finish_reason": "server_restarted"}, lease_until=None)
     )
     if conversation_id is not None:
         query = query.where(m.conversation_id == conversation_id)
-    done = db.session.execute(query, execution_options={"synchronize_session": False}).rowcount
+    done = rowcount(db.session.execute(query, execution_options={"synchronize_session": False}))
     db.session.commit()
     return done
 
 
 # --- what a reader is shown ----------------------------------------------------------------
+
 
 class Shown(Protocol):
     status: str

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
@@ -42,8 +42,10 @@ from .pump import CANCELLED, END, Batcher, Heartbeat, Pump
 
 log = logging.getLogger(__name__)
 
-BUSY = ("The assistant is still answering in this conversation. "
-        "Wait for the reply to finish, or stop it, then send again.")
+BUSY = (
+    "The assistant is still answering in this conversation. "
+    "Wait for the reply to finish, or stop it, then send again."
+)
 
 
 class TurnRefused(Exception):
@@ -91,35 +93,67 @@ class Turn:
 
 # --- starting a turn -----------------------------------------------------------------------
 
+
 def clean_content(content: str | None, max_chars: int) -> str:
     text = (content or "").strip()
     if not text:
         raise TurnRefused("Please type a message first.")
     if len(text) > max_chars:
         raise TurnRefused(
-            f"Your message is {len(text):,} characters long; the limit is {max_chars:,}. "
-            "Please shorten it."
+            f"Your message is {len(text):,} characters long; the limit is {max_chars:,}. Please shorten it."
         )
     return text
 
 
 _c, _m = Conversation.__table__.c, Message.__table__.c
-_NEW_CONVERSATION = insert(Conversation.__table__).values(
-    public_id=bindparam("public_id"), owner=bindparam("owner"), title=bindparam("title"),
-    created_at=bindparam("now"), updated_at=bindparam("now"))
-_TOUCH = (update(Conversation.__table__).where(_c.id == bindparam("conversation_id"))
-          .values(updated_at=bindparam("now"), title=bindparam("title")))
-_NEW_MESSAGE = insert(Message.__table__).values(
-    conversation_id=bindparam("conversation_id"), content=bindparam("content"), is_user=True,
-    status=Status.COMPLETE.value, timestamp=bindparam("now"), attempt=0, metadata={})
-_NEW_REPLY = insert(Message.__table__).values(
-    conversation_id=bindparam("conversation_id"), content="", is_user=False,
-    status=Status.STREAMING.value, timestamp=bindparam("now"), attempt=1, metadata={},
-    lease_until=db_clock() + bindparam("lease"))
+_NEW_CONVERSATION = (
+    insert(Conversation.__table__)
+    .values(
+        public_id=bindparam("public_id"),
+        owner=bindparam("owner"),
+        title=bindparam("title"),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(_c.id)
+)
+_TOUCH = (
+    update(Conversation.__table__)
+    .where(_c.id == bindparam("conversation_id"))
+    .values(updated_at=bindparam("now"), title=bindparam("title"))
+)
+_NEW_MESSAGE = (
+    insert(Message.__table__)
+    .values(
+        conversation_id=bindparam("conversation_id"),
+        content=bindparam("content"),
+        is_user=True,
+        status=Status.COMPLETE.value,
+        timestamp=bindparam("now"),
+        attempt=0,
+        metadata={},
+    )
+    .returning(_m.id)
+)
+_NEW_REPLY = (
+    insert(Message.__table__)
+    .values(
+        conversation_id=bindparam("conversation_id"),
+        content="",
+        is_user=False,
+        status=Status.STREAMING.value,
+        timestamp=bindparam("now"),
+        attempt=1,
+        metadata={},
+        lease_until=db_clock() + bindparam("lease"),
+    )
+    .returning(_m.id)
+)
 
 
-def begin_turn(owner: str, conversation: Conversation | None, content: str | None,
-               settings: Settings) -> Turn:
+def begin_turn(
+    owner: str, conversation: Conversation | None, content: str | None, settings: Settings
+) -> Turn:
     """Save the user's message (creating the conversation on the first one) and a live reply.
 
     Refused (409) while another reply of the conversation is live; a live reply whose turn died
@@ -139,23 +173,25 @@ def begin_turn(owner: str, conversation: Conversation | None, content: str | Non
         raise TurnRefused(BUSY, 409) from None
 
 
-def _insert_turn(owner: str, conversation: Conversation | None, text: str,
-                 settings: Settings) -> Turn:
+def _insert_turn(owner: str, conversation: Conversation | None, text: str, settings: Settings) -> Turn:
     now = utcnow()
     conn = db.session.connection()
     if conversation is None:
         ref = ConversationRef(0, new_public_id(), title_from(text))
-        cid = conn.execute(_NEW_CONVERSATION, {"public_id": ref.public_id, "owner": owner,
-                                               "title": ref.title, "now": now}).inserted_primary_key[0]
+        cid = conn.execute(
+            _NEW_CONVERSATION, {"public_id": ref.public_id, "owner": owner, "title": ref.title, "now": now}
+        ).scalar_one()
         ref = ConversationRef(cid, ref.public_id, ref.title)
     else:
         title = title_from(text) if conversation.title == DEFAULT_TITLE else conversation.title
         conn.execute(_TOUCH, {"conversation_id": conversation.id, "now": now, "title": title})
         ref = ConversationRef(conversation.id, conversation.public_id, title)
-    user_id = conn.execute(_NEW_MESSAGE, {"conversation_id": ref.id, "content": text,
-                                          "now": now}).inserted_primary_key[0]
-    reply_id = conn.execute(_NEW_REPLY, {"conversation_id": ref.id, "now": now,
-                                         "lease": settings.lease_seconds}).inserted_primary_key[0]
+    user_id: int = conn.execute(
+        _NEW_MESSAGE, {"conversation_id": ref.id, "content": text, "now": now}
+    ).scalar_one()
+    reply_id: int = conn.execute(
+        _NEW_REPLY, {"conversation_id": ref.id, "now": now, "lease": settings.lease_seconds}
+    ).scalar_one()
     db.session.commit()
     return Turn(
         conversation=ref,
@@ -175,8 +211,7 @@ def begin_retry(conversation: Conversation, message_id: int, settings: Settings)
     attempt = replies.claim_for_retry(conversation.id, message_id, settings.lease_seconds, now)
     if attempt is None:
         raise TurnRefused("That reply is not waiting for a retry.", 409)
-    db.session.execute(_TOUCH, {"conversation_id": conversation.id, "now": now,
-                                "title": conversation.title})
+    db.session.execute(_TOUCH, {"conversation_id": conversation.id, "now": now, "title": conversation.title})
     db.session.commit()
     return Turn(
         conversation=ConversationRef(conversation.id, conversation.public_id, conversation.title),
@@ -187,11 +222,16 @@ def begin_retry(conversation: Conversation, message_id: int, settings: Settings)
 
 def abandon(turn: Turn, settings: Settings) -> None:
     """The client left before the turn started: the reply ends interrupted, not live."""
-    replies.finish(turn.lease, Status.INTERRUPTED.value, {"finish_reason": replies.CLIENT_GONE},
-                   give_up_after=settings.save_seconds)
+    replies.finish(
+        turn.lease,
+        Status.INTERRUPTED.value,
+        {"finish_reason": replies.CLIENT_GONE},
+        give_up_after=settings.save_seconds,
+    )
 
 
 # --- running a turn ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Delta:
@@ -210,20 +250,25 @@ class _Outcome:
     usage: Usage | None = None
     ttft: float | None = None
     error: ProviderError | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class _TurnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Every line of a turn's log names its conversation, reply and attempt."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        lease: replies.Lease = self.extra["lease"]  # type: ignore[index]
-        return (f"conversation={lease.conversation_id} reply={lease.reply_id} "
-                f"attempt={lease.attempt}: {msg}"), kwargs
+        lease = cast(replies.Lease, cast(Mapping[str, Any], self.extra)["lease"])
+        return (
+            f"conversation={lease.conversation_id} reply={lease.reply_id} attempt={lease.attempt}: {msg}"
+        ), kwargs
 
 
-def run(turn: Turn, provider: Provider, settings: Settings, live: LiveReplies,
-        clock: Callable[[], float] = time.perf_counter) -> Iterator[Delta | Heartbeat | Finished]:
+def run(
+    turn: Turn,
+    provider: Provider,
+    settings: Settings,
+    live: LiveReplies,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Iterator[Delta | Heartbeat | Finished]:
     """Generate and save the reply; yields text batches, heartbeats, then ``Finished``.
 
     If the consumer stops early (``close()``, as when a client goes away), the turn is cancelled
@@ -235,8 +280,9 @@ def run(turn: Turn, provider: Provider, settings: Settings, live: LiveReplies,
     pump: Pump | None = None
     live.hold(lease)
     try:
-        messages = context.model_input(turn.conversation.id, lease.reply_id,
-                                       settings.system_prompt, settings.history_tokens)
+        messages = context.model_input(
+            turn.conversation.id, lease.reply_id, settings.system_prompt, settings.history_tokens
+        )
         db.session.commit()  # never hold a transaction across the model call
         pump = Pump(provider.stream(messages))
         lease.on_cancel(pump.cancel)
@@ -268,7 +314,7 @@ def run(turn: Turn, provider: Provider, settings: Settings, live: LiveReplies,
     except GeneratorExit:
         lease.cancel(replies.CLIENT_GONE)
         raise
-    except Exception:  # a bug or a database failure: end the turn visibly
+    except Exception:  # noqa: BLE001 - a bug or a database failure: end the turn visibly
         tlog.exception("turn failed")
         outcome.error = ProviderError("Something went wrong on our side. Please try again.", "internal")
     finally:
@@ -293,15 +339,25 @@ def _status(lease: replies.Lease, outcome: _Outcome) -> tuple[str, str]:
     return Status.COMPLETE.value, outcome.finish_reason or "stop"
 
 
-def _save(turn: Turn, provider: Provider, outcome: _Outcome, settings: Settings, started: float,
-          clock: Callable[[], float], tlog: _TurnLog) -> Finished:
+def _save(
+    turn: Turn,
+    provider: Provider,
+    outcome: _Outcome,
+    settings: Settings,
+    started: float,
+    clock: Callable[[], float],
+    tlog: _TurnLog,
+) -> Finished:
     lease = turn.lease
     if lease.ended == replies.LOST:  # another attempt owns the reply: show it as it is now
         return Finished(queries.message_by_id(lease.reply_id), lost=True)
     status, reason = _status(lease, outcome)
-    meta: dict[str, Any] = {"provider": provider.name, "model": provider.model,
-                            "finish_reason": reason,
-                            "latency_ms": round((clock() - started) * 1000, 1)}
+    meta: dict[str, Any] = {
+        "provider": provider.name,
+        "model": provider.model,
+        "finish_reason": reason,
+        "latency_ms": round((clock() - started) * 1000, 1),
+    }
     if outcome.ttft is not None:
         meta["ttft_ms"] = round(outcome.ttft * 1000, 1)
     if outcome.usage is not None:
@@ -317,8 +373,12 @@ def _save(turn: Turn, provider: Provider, outcome: _Outcome, settings: Settings,
         return Finished(queries.message_by_id(lease.reply_id), lost=True)
     if saved is replies.Saved.FAILED:  # say so, rather than show a reply nobody will find again
         status = Status.ERROR.value
-        meta = {**meta, "finish_reason": "unsaved",
-                "error": "This reply could not be saved. Please try again."}
+        meta = {
+            **meta,
+            "finish_reason": "unsaved",
+            "error": "This reply could not be saved. Please try again.",
+        }
     reply = turn.reply
-    return Finished(MessageRecord(reply.id, reply.conversation_id, lease.text(), False, status,
-                                  reply.timestamp, meta))
+    return Finished(
+        MessageRecord(reply.id, reply.conversation_id, lease.text(), False, status, reply.timestamp, meta)
+    )

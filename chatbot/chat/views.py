@@ -43,6 +43,7 @@ _DIGITS = re.compile(r"[0-9]{1,10}")
 
 # --- the browser's identity and its conversations ------------------------------------------
 
+
 def current_owner(create: bool = True) -> str | None:
     """The browser's random owner token; created by its first message (a visit that only reads
     stores nothing, so crawlers and health checks leave no session rows). An active browser's
@@ -82,10 +83,19 @@ def settings() -> Settings:
     return Settings.from_config(current_app.config)
 
 
-def render_chat(conversation: Conversation | None, *, error: str | None = None, draft: str = "",
-                status: int = 200, before: int | None = None) -> tuple[str, int]:
-    messages, has_more = (queries.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
-                          if conversation else ([], False))
+def render_chat(
+    conversation: Conversation | None,
+    *,
+    error: str | None = None,
+    draft: str = "",
+    status: int = 200,
+    before: int | None = None,
+) -> tuple[str, int]:
+    messages, has_more = (
+        queries.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
+        if conversation
+        else ([], False)
+    )
     return render_template(
         "chat/page.html",
         conversation=conversation,
@@ -100,6 +110,7 @@ def render_chat(conversation: Conversation | None, *, error: str | None = None, 
 
 
 # --- pages ---------------------------------------------------------------------------------
+
 
 @bp.get("/")
 def index() -> tuple[str, int]:
@@ -126,8 +137,9 @@ def earlier(public_id: str) -> Any:
     if not is_htmx():
         return redirect(url_for("chat.show", public_id=public_id, before=before), 303)
     messages, has_more = queries.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
-    return render_template("chat/_earlier.html", conversation=conversation, messages=messages,
-                           has_more=has_more, last_id=None)
+    return render_template(
+        "chat/_earlier.html", conversation=conversation, messages=messages, has_more=has_more, last_id=None
+    )
 
 
 @bp.post("/new")
@@ -138,6 +150,7 @@ def new_conversation() -> BaseResponse:
 
 
 # --- a turn --------------------------------------------------------------------------------
+
 
 @bp.post("/c")
 def start() -> Any:
@@ -191,11 +204,17 @@ def stop(public_id: str, message_id: int) -> Any:
 def message(public_id: str, message_id: int) -> str:
     """One message as it is now: a page opened while a reply is written polls this until it ends."""
     conversation, found = owned_message_or_404(public_id, message_id)
-    return render_template("chat/_message.html", message=found, conversation=conversation,
-                           poll=True, last_id=queries.last_message_id(conversation))
+    return render_template(
+        "chat/_message.html",
+        message=found,
+        conversation=conversation,
+        poll=True,
+        last_id=queries.last_message_id(conversation),
+    )
 
 
 # --- the stream ----------------------------------------------------------------------------
+
 
 def _id(text: str | None) -> int | None:
     """An id from the outside: ASCII digits within range, else None."""
@@ -210,8 +229,9 @@ def _run(turn: turns.Turn) -> Iterator[Delta | Heartbeat | Finished]:
 
 
 def _stream(turn: turns.Turn, *, retried: bool) -> Response:
-    first = render_template("chat/_turn_start.html", turn=turn, retried=retried,
-                            conversation=turn.conversation)
+    first = render_template(
+        "chat/_turn_start.html", turn=turn, retried=retried, conversation=turn.conversation
+    )
     address = url_for("chat.show", public_id=turn.conversation.public_id)
     body = f"msg-{turn.reply.id}-body"
     config = settings()
@@ -229,9 +249,15 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
                 elif isinstance(item, Heartbeat):
                     yield stream.KEEPALIVE
                 else:
-                    yield stream.event(render_template(
-                        "chat/_turn_end.html", message=item.reply, last_id=item.reply.id,
-                        conversation=turn.conversation, poll=item.lost))
+                    yield stream.event(
+                        render_template(
+                            "chat/_turn_end.html",
+                            message=item.reply,
+                            last_id=item.reply.id,
+                            conversation=turn.conversation,
+                            poll=item.lost,
+                        )
+                    )
         finally:
             if not started:  # the client left before the turn began: don't leave it live
                 turns.abandon(turn, config)

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from flask import Flask
 
-from .base import Finish, Provider, ProviderError, ReplyStream, Text, Usage  # noqa: F401
+from .base import Event, Finish, Provider, ProviderError, ReplyStream, Text, Usage
+
+__all__ = [
+    "Event",
+    "Finish",
+    "Provider",
+    "ProviderError",
+    "ReplyStream",
+    "Text",
+    "Usage",
+    "get_provider",
+    "init_app",
+    "make_provider",
+]
 
 
-def make_provider(config) -> Provider:
+def make_provider(config: Mapping[str, Any]) -> Provider:
     """The provider the configuration asks for: OpenAI with a key (or when forced), else offline."""
     choice = config["PROVIDER"]
     if choice == "auto":
@@ -34,4 +50,5 @@ def init_app(app: Flask) -> None:
 
 
 def get_provider(app: Flask) -> Provider:
-    return app.extensions["chatbot.provider"]
+    provider: Provider = app.extensions["chatbot.provider"]
+    return provider

@@ -8,8 +8,9 @@ raised as ``ProviderError`` with a short, plain reason a user may read (no keys,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,4 +53,4 @@ class Provider(Protocol):
     model: str  # what is stored in metadata
     label: str  # what the page shows
 
-    def stream(self, messages: list[dict]) -> ReplyStream: ...
+    def stream(self, messages: list[dict[str, Any]]) -> ReplyStream: ...

@@ -15,14 +15,15 @@ import json
 import math
 import re
 import threading
-import time
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from .base import Finish, Text, Usage
+from .base import Event, Finish, Text, Usage
 
 DATASET = Path(__file__).resolve().parent.parent / "data" / "phone_support.jsonl"
 
@@ -113,7 +114,7 @@ class Index:
     OTHER_LANGUAGE = 0.6  # an answer in the other language must match clearly better
     MIN_SCORE = 2.5
 
-    def __init__(self, examples: list[list[dict]]):
+    def __init__(self, examples: list[list[dict[str, str]]]):
         self.docs: list[_Doc] = []
         for messages in examples:
             earlier: list[str] = []
@@ -123,16 +124,22 @@ class Index:
                 nxt = messages[i + 1] if i + 1 < len(messages) else None
                 if nxt is None or nxt["role"] != "assistant":
                     continue
-                terms: Counter = Counter()
+                terms: dict[str, float] = {}
                 for s in stems(m["content"]):
-                    terms[s] += 1.0
+                    terms[s] = terms.get(s, 0.0) + 1.0
                 for s in stems(" ".join(earlier)):
-                    terms[s] += self.CONTEXT_WEIGHT
-                self.docs.append(_Doc(dict(terms), sum(terms.values()), nxt["content"],
-                                      language(m["content"] + " " + nxt["content"])))
+                    terms[s] = terms.get(s, 0.0) + self.CONTEXT_WEIGHT
+                self.docs.append(
+                    _Doc(
+                        dict(terms),
+                        sum(terms.values()),
+                        nxt["content"],
+                        language(m["content"] + " " + nxt["content"]),
+                    )
+                )
                 earlier.append(m["content"])
         n = len(self.docs)
-        df: Counter = Counter()
+        df: Counter[str] = Counter()
         for d in self.docs:
             df.update(d.terms.keys())
         self.idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
@@ -140,11 +147,11 @@ class Index:
         self.vocab = sorted(self.idf)
 
     @classmethod
-    def from_jsonl(cls, path: Path) -> "Index":
+    def from_jsonl(cls, path: Path) -> Index:
         with open(path, encoding="utf-8") as f:
             return cls([json.loads(line)["messages"] for line in f if line.strip()])
 
-    @lru_cache(maxsize=4096)
+    @lru_cache(maxsize=4096)  # noqa: B019 - one Index lives as long as the process
     def _known(self, stem: str) -> str | None:
         if stem in self.idf:
             return stem
@@ -157,17 +164,17 @@ class Index:
     MAX_QUERY_STEMS = 64  # a long message is judged by its first words (bounded CPU per turn)
 
     def query_terms(self, latest: str, earlier: list[str]) -> dict[str, float]:
-        q: Counter = Counter()
+        q: dict[str, float] = {}
         for s in stems(latest)[: self.MAX_QUERY_STEMS]:
             if (k := self._known(s)) is not None:
-                q[k] += 1.0
+                q[k] = q.get(k, 0.0) + 1.0
         weight = self.FOLLOW_UP_CONTEXT_WEIGHT if len(q) <= 2 else self.QUERY_CONTEXT_WEIGHT
         for s in stems(" ".join(earlier[-3:]))[: self.MAX_QUERY_STEMS]:
             if (k := self._known(s)) is not None:
-                q[k] += weight
+                q[k] = q.get(k, 0.0) + weight
         return q
 
-    def best(self, latest: str, earlier: list[str] = ()) -> tuple[str | None, float]:
+    def best(self, latest: str, earlier: Sequence[str] = ()) -> tuple[str | None, float]:
         q = self.query_terms(latest, list(earlier))
         lang = language(" ".join([*earlier, latest]) if len(words(latest)) < 4 else latest)
         best_answer, best_score = None, 0.0
@@ -192,7 +199,7 @@ def load_index(path: str = str(DATASET)) -> Index:
     return Index.from_jsonl(Path(path))
 
 
-def answer(messages: list[dict], index: Index | None = None) -> str:
+def answer(messages: list[dict[str, Any]], index: Index | None = None) -> str:
     """The offline reply to a wire-format conversation (its last message is the user's)."""
     index = index or load_index()
     users = [m["content"] for m in messages if m["role"] == "user"]
@@ -219,17 +226,17 @@ class OfflineProvider:
         self.word_delay = word_delay
         self.dataset = dataset
 
-    def stream(self, messages: list[dict]) -> "_OfflineReply":
+    def stream(self, messages: list[dict[str, Any]]) -> _OfflineReply:
         return _OfflineReply(self, messages)
 
 
 class _OfflineReply:
-    def __init__(self, provider: OfflineProvider, messages: list[dict]):
+    def __init__(self, provider: OfflineProvider, messages: list[dict[str, Any]]):
         self._provider = provider
         self._messages = messages
         self._closed = threading.Event()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Event]:
         text = answer(self._messages, load_index(str(self._provider.dataset)))
         delay = self._provider.word_delay
         for piece in _PIECE.findall(text):

@@ -64,10 +64,21 @@ def _reason(exc: Exception) -> ProviderError:
 class OpenAIProvider:
     name = "openai"
 
-    def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout: float,
-                 max_retries: int, max_tokens: int | None = None):
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None,
+        model: str,
+        timeout: float,
+        max_retries: int,
+        max_tokens: int | None = None,
+    ):
         self.client = openai.OpenAI(
-            api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=max_retries,
+            api_key=api_key,
+            base_url=base_url or None,
+            timeout=timeout,
+            max_retries=max_retries,
             http_client=http_client(),  # so that a call can be cancelled at any stage
         )
         self.model = model
