@@ -80,5 +80,5 @@ def test_a_streaming_reply_costs_one_tick_per_interval(app_factory, openai_confi
     assert set(during) == {"UPDATE"}, during
     per_second = during["UPDATE"] / seconds
     assert 1.0 <= per_second <= 2.5, (during, seconds)
-    ticks = [s for _, s in log.statements if "RETURNING" in s.upper()]
+    ticks = [s for t, s in log.statements if first_text <= t <= last_text and "RETURNING" in s.upper()]
     assert len(ticks) == during["UPDATE"]
