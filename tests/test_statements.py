@@ -76,9 +76,10 @@ def test_a_streaming_reply_costs_one_tick_per_interval(app_factory, openai_confi
     seconds = last_text - first_text
     assert seconds > 1.5
     during = log.kinds(first_text, last_text)
-    # Only ticks while the text streams: one UPDATE … RETURNING per interval, nothing else.
+    # Only ticks while the text streams: one UPDATE … RETURNING per interval, nothing else (the
+    # final save's two UPDATEs may land just before the last text reaches us).
     assert set(during) == {"UPDATE"}, during
-    per_second = during["UPDATE"] / seconds
-    assert 1.0 <= per_second <= 2.5, (during, seconds)
     ticks = [s for t, s in log.statements if first_text <= t <= last_text and "RETURNING" in s.upper()]
-    assert len(ticks) == during["UPDATE"]
+    assert during["UPDATE"] - len(ticks) <= 2, during
+    per_second = len(ticks) / seconds
+    assert 1.0 <= per_second <= 2.5, (len(ticks), seconds)

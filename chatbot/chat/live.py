@@ -27,7 +27,6 @@ class LiveReplies:
     def __init__(self, app: Flask):
         self.app = app
         self._leases: dict[int, Lease] = {}
-        self._done: set[int] = set()  # replies whose turn is saving: their ticks are moot
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -35,22 +34,18 @@ class LiveReplies:
     def hold(self, lease: Lease) -> None:
         """Tick this reply from now on (until ``release``)."""
         with self._lock:
+            previous = self._leases.get(lease.reply_id)
             self._leases[lease.reply_id] = lease
-            self._done.discard(lease.reply_id)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="reply-ticker", daemon=True)
                 self._thread.start()
-
-    def finishing(self, lease: Lease) -> None:
-        """The turn is about to save its reply: no tick may read that as a lost fence."""
-        with self._lock:
-            self._done.add(lease.reply_id)
+        if previous is not None and previous is not lease:  # a retry here took over its reply
+            previous.cancel(replies.LOST)
 
     def release(self, lease: Lease) -> None:
         with self._lock:
             if self._leases.get(lease.reply_id) is lease:
                 del self._leases[lease.reply_id]
-            self._done.discard(lease.reply_id)
 
     def cancel(self, reply_id: int, reason: str) -> bool:
         """End a turn of this process early (Stop, a departed client); False if none is here."""
@@ -65,9 +60,7 @@ class LiveReplies:
                     self._thread = None
                     return
                 leases = [
-                    lease
-                    for lease in self._leases.values()
-                    if lease.ended is None and lease.reply_id not in self._done
+                    lease for lease in self._leases.values() if lease.ended is None and not lease.saving
                 ]
             if leases:
                 self.tick(leases)
@@ -82,9 +75,7 @@ class LiveReplies:
             log.warning("could not tick %d live replies: %s", len(leases), exc)
             return
         for lease, status in results:
-            with self._lock:
-                saving = lease.reply_id in self._done
-            if status is None and not saving:
+            if status is None and not lease.saving:  # (a turn that is saving has ended its fence)
                 if lease.cancel(replies.LOST):
                     log.warning(
                         "conversation=%s reply=%s attempt=%s: another attempt took this "

@@ -46,6 +46,10 @@ class Pump:
         self.reply.close()
         self.queue.put(CANCELLED)
 
+    def done(self) -> bool:
+        """The provider's stream has ended (its thread is finished)."""
+        return not self.thread.is_alive()
+
     def join(self, timeout: float) -> bool:
         """Wait for the reading thread to end; False if it is still running."""
         self.thread.join(timeout)

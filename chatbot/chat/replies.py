@@ -50,6 +50,7 @@ class Lease:
         self.conversation_id = conversation_id
         self.parts: list[str] = []  # the text so far: the turn appends, the ticker reads
         self.ended: str | None = None  # why the turn must end early (STOPPED, CLIENT_GONE, LOST)
+        self.saving = False  # the turn is saving the reply: a tick that misses it means nothing
         self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 

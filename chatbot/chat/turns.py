@@ -162,15 +162,25 @@ def begin_turn(
     text = clean_content(content, settings.max_chars)
     try:
         return _insert_turn(owner, conversation, text, settings)
-    except IntegrityError:
+    except IntegrityError as exc:
         db.session.rollback()
-        if conversation is None or not replies.sweep(conversation.id):
+        if conversation is None or not _live_reply_conflict(exc):
+            raise
+        if not replies.sweep(conversation.id):
             raise TurnRefused(BUSY, 409) from None
     try:
         return _insert_turn(owner, conversation, text, settings)
-    except IntegrityError:
+    except IntegrityError as exc:
         db.session.rollback()
+        if not _live_reply_conflict(exc):
+            raise
         raise TurnRefused(BUSY, 409) from None
+
+
+def _live_reply_conflict(exc: IntegrityError) -> bool:
+    """The database refused a second live reply in a conversation (the partial unique index)."""
+    text = str(exc.orig)
+    return "uq_messages_one_live_reply" in text or "messages.conversation_id" in text
 
 
 def _insert_turn(owner: str, conversation: Conversation | None, text: str, settings: Settings) -> Turn:
@@ -319,10 +329,11 @@ def run(
         outcome.error = ProviderError("Something went wrong on our side. Please try again.", "internal")
     finally:
         if pump is not None:
-            pump.cancel()  # a no-op once the provider has ended
+            if not pump.done():
+                pump.cancel()
             if not pump.join(1.0):
                 tlog.error("the model call did not end within 1 s of its turn")
-        live.finishing(lease)
+        lease.saving = True
         shown = _save(turn, provider, outcome, settings, started, clock, tlog)
         live.release(lease)
     yield shown

@@ -248,7 +248,7 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
                     yield stream.append_text(body, item.text)
                 elif isinstance(item, Heartbeat):
                     yield stream.KEEPALIVE
-                else:
+                elif item.reply is not None:  # (None: the conversation was deleted meanwhile)
                     yield stream.event(
                         render_template(
                             "chat/_turn_end.html",

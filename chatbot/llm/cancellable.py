@@ -33,15 +33,25 @@ class Call:
 
     def __init__(self) -> None:
         self.cancelled = False
+        self.finished = False
         self._streams: list[httpcore2.NetworkStream] = []
         self._lock = threading.Lock()
 
     def cancel(self) -> None:
         with self._lock:
+            if self.finished:
+                return
             self.cancelled = True
             streams = list(self._streams)
         for stream in streams:
             _shutdown(stream)
+
+    def finish(self) -> None:
+        """The call is over: its connection may be back in the pool, serving another call, so a
+        late ``cancel()`` must leave it alone."""
+        with self._lock:
+            self.finished = True
+            self._streams.clear()
 
     def check(self) -> None:
         if self.cancelled:
@@ -79,6 +89,7 @@ def tracked(call: Call) -> Iterator[Call]:
         yield call
     finally:
         _calls.pop(me, None)
+        call.finish()
 
 
 def _current() -> Call | None:
