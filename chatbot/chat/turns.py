@@ -3,9 +3,9 @@
 Plain Python on the database and a provider; no Flask request objects, so the views, the CLI and
 the tests all call the same code. A turn is two steps:
 
-1. ``begin_turn`` / ``begin_retry`` check the input and save the user's message and an empty,
-   live reply (or claim the failed reply again) in one commit: nothing the user wrote is lost,
-   and the database refuses a second live reply in the same conversation;
+1. ``begin_turn`` / ``begin_retry`` (in ``begin.py``) check the input and save the user's message
+   and an empty, live reply (or claim the failed reply again) in one commit: nothing the user
+   wrote is lost, and the database refuses a second live reply in the same conversation;
 2. ``run`` sends the model input, reads the provider in the background, yields text in batches
    (and heartbeats while the model is silent), and saves the reply once, fenced, whatever ended
    it. The reply is shown complete only after that save succeeded.
@@ -19,225 +19,29 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, update
-from sqlalchemy.exc import IntegrityError
-
 from ..extensions import db
 from ..llm import Finish, Provider, ProviderError, Text, Usage
-from ..models import (
-    DEFAULT_TITLE,
-    Conversation,
-    ConversationRef,
-    Message,
-    MessageRecord,
-    Status,
-    db_clock,
-    new_public_id,
-    utcnow,
-)
+from ..models import MessageRecord, Status
 from . import context, queries, replies
-from .conversations import title_from
+from .begin import BUSY, Settings, Turn, TurnRefused, abandon, begin_retry, begin_turn, clean_content
 from .live import LiveReplies
 from .pump import CANCELLED, END, Batcher, Heartbeat, Pump
 
+__all__ = [
+    "BUSY",
+    "Delta",
+    "Finished",
+    "Settings",
+    "Turn",
+    "TurnRefused",
+    "abandon",
+    "begin_retry",
+    "begin_turn",
+    "clean_content",
+    "run",
+]
+
 log = logging.getLogger(__name__)
-
-BUSY = (
-    "The assistant is still answering in this conversation. "
-    "Wait for the reply to finish, or stop it, then send again."
-)
-
-
-class TurnRefused(Exception):
-    """The request can't start a turn; ``message`` is shown to the user, ``status`` is HTTP's."""
-
-    def __init__(self, message: str, status: int = 422):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What a turn needs from the configuration."""
-
-    system_prompt: str
-    history_tokens: int
-    max_chars: int
-    flush_seconds: float
-    keepalive_seconds: float
-    lease_seconds: float
-    save_seconds: float
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Settings:
-        return cls(
-            system_prompt=config["SYSTEM_PROMPT"],
-            history_tokens=int(config["HISTORY_TOKENS"]),
-            max_chars=int(config["MAX_MESSAGE_CHARS"]),
-            flush_seconds=float(config["STREAM_FLUSH_SECONDS"]),
-            keepalive_seconds=float(config["STREAM_KEEPALIVE_SECONDS"]),
-            lease_seconds=float(config["STREAM_LEASE_SECONDS"]),
-            save_seconds=float(config["REPLY_SAVE_SECONDS"]),
-        )
-
-
-@dataclass
-class Turn:
-    conversation: ConversationRef
-    reply: MessageRecord
-    lease: replies.Lease
-    user_message: MessageRecord | None = None  # None for a retry
-    created: bool = False  # the conversation was created by this turn
-
-
-# --- starting a turn -----------------------------------------------------------------------
-
-
-def clean_content(content: str | None, max_chars: int) -> str:
-    text = (content or "").strip()
-    if not text:
-        raise TurnRefused("Please type a message first.")
-    if len(text) > max_chars:
-        raise TurnRefused(
-            f"Your message is {len(text):,} characters long; the limit is {max_chars:,}. Please shorten it."
-        )
-    return text
-
-
-_c, _m = Conversation.__table__.c, Message.__table__.c
-_NEW_CONVERSATION = (
-    insert(Conversation.__table__)
-    .values(
-        public_id=bindparam("public_id"),
-        owner=bindparam("owner"),
-        title=bindparam("title"),
-        created_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
-    .returning(_c.id)
-)
-_TOUCH = (
-    update(Conversation.__table__)
-    .where(_c.id == bindparam("conversation_id"))
-    .values(updated_at=bindparam("now"), title=bindparam("title"))
-)
-_NEW_MESSAGE = (
-    insert(Message.__table__)
-    .values(
-        conversation_id=bindparam("conversation_id"),
-        content=bindparam("content"),
-        is_user=True,
-        status=Status.COMPLETE.value,
-        timestamp=bindparam("now"),
-        attempt=0,
-        metadata={},
-    )
-    .returning(_m.id)
-)
-_NEW_REPLY = (
-    insert(Message.__table__)
-    .values(
-        conversation_id=bindparam("conversation_id"),
-        content="",
-        is_user=False,
-        status=Status.STREAMING.value,
-        timestamp=bindparam("now"),
-        attempt=1,
-        metadata={},
-        lease_until=db_clock() + bindparam("lease"),
-    )
-    .returning(_m.id)
-)
-
-
-def begin_turn(
-    owner: str, conversation: Conversation | None, content: str | None, settings: Settings
-) -> Turn:
-    """Save the user's message (creating the conversation on the first one) and a live reply.
-
-    Refused (409) while another reply of the conversation is live; a live reply whose turn died
-    (its lease ran out) is swept first, so a crashed worker never blocks a conversation.
-    """
-    text = clean_content(content, settings.max_chars)
-    try:
-        return _insert_turn(owner, conversation, text, settings)
-    except IntegrityError as exc:
-        db.session.rollback()
-        if conversation is None or not _live_reply_conflict(exc):
-            raise
-        if not replies.sweep(conversation.id):
-            raise TurnRefused(BUSY, 409) from None
-    try:
-        return _insert_turn(owner, conversation, text, settings)
-    except IntegrityError as exc:
-        db.session.rollback()
-        if not _live_reply_conflict(exc):
-            raise
-        raise TurnRefused(BUSY, 409) from None
-
-
-def _live_reply_conflict(exc: IntegrityError) -> bool:
-    """The database refused a second live reply in a conversation (the partial unique index)."""
-    text = str(exc.orig)
-    return "uq_messages_one_live_reply" in text or "messages.conversation_id" in text
-
-
-def _insert_turn(owner: str, conversation: Conversation | None, text: str, settings: Settings) -> Turn:
-    now = utcnow()
-    conn = db.session.connection()
-    if conversation is None:
-        ref = ConversationRef(0, new_public_id(), title_from(text))
-        cid = conn.execute(
-            _NEW_CONVERSATION, {"public_id": ref.public_id, "owner": owner, "title": ref.title, "now": now}
-        ).scalar_one()
-        ref = ConversationRef(cid, ref.public_id, ref.title)
-    else:
-        title = title_from(text) if conversation.title == DEFAULT_TITLE else conversation.title
-        conn.execute(_TOUCH, {"conversation_id": conversation.id, "now": now, "title": title})
-        ref = ConversationRef(conversation.id, conversation.public_id, title)
-    user_id: int = conn.execute(
-        _NEW_MESSAGE, {"conversation_id": ref.id, "content": text, "now": now}
-    ).scalar_one()
-    reply_id: int = conn.execute(
-        _NEW_REPLY, {"conversation_id": ref.id, "now": now, "lease": settings.lease_seconds}
-    ).scalar_one()
-    db.session.commit()
-    return Turn(
-        conversation=ref,
-        reply=MessageRecord(reply_id, ref.id, "", False, Status.STREAMING.value, now),
-        lease=replies.Lease(reply_id, 1, ref.id),
-        user_message=MessageRecord(user_id, ref.id, text, True, Status.COMPLETE.value, now),
-        created=conversation is None,
-    )
-
-
-def begin_retry(conversation: Conversation, message_id: int, settings: Settings) -> Turn:
-    """Run the last turn again, reusing its failed or interrupted reply (no duplicate user message)."""
-    last = queries.latest_message(conversation.id)
-    if last is None or last.id != message_id or last.is_user:
-        raise TurnRefused("Only the latest reply can be retried.", 409)
-    now = utcnow()
-    attempt = replies.claim_for_retry(conversation.id, message_id, settings.lease_seconds, now)
-    if attempt is None:
-        raise TurnRefused("That reply is not waiting for a retry.", 409)
-    db.session.execute(_TOUCH, {"conversation_id": conversation.id, "now": now, "title": conversation.title})
-    db.session.commit()
-    return Turn(
-        conversation=ConversationRef(conversation.id, conversation.public_id, conversation.title),
-        reply=MessageRecord(message_id, conversation.id, "", False, Status.STREAMING.value, now),
-        lease=replies.Lease(message_id, attempt, conversation.id),
-    )
-
-
-def abandon(turn: Turn, settings: Settings) -> None:
-    """The client left before the turn started: the reply ends interrupted, not live."""
-    replies.finish(
-        turn.lease,
-        Status.INTERRUPTED.value,
-        {"finish_reason": replies.CLIENT_GONE},
-        give_up_after=settings.save_seconds,
-    )
 
 
 # --- running a turn ------------------------------------------------------------------------
