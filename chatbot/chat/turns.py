@@ -119,6 +119,7 @@ def run(
             elif isinstance(event, Finish):
                 outcome.finish_reason = event.reason
             elif isinstance(event, ProviderError):
+                tlog.warning("model call failed (%s): %s", event.kind, event.reason)
                 outcome.error = event
             elif isinstance(event, BaseException):
                 tlog.error("assistant backend failed", exc_info=event)
