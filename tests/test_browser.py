@@ -51,9 +51,10 @@ def send_with_enter(page, text: str) -> None:
     box.press("Enter")
 
 
-def assert_no_js_errors(page, allow_422: bool = False) -> None:
+def assert_no_js_errors(page, allow_422: bool = False, allow_4xx: bool = False) -> None:
     assert page.page_errors == [], page.page_errors
-    console = [e for e in page.js_errors if not (allow_422 and "422" in e)]
+    console = [e for e in page.js_errors
+               if not (allow_422 and "422" in e) and not (allow_4xx and "status of 4" in e)]
     assert console == [], console
 
 
@@ -300,3 +301,33 @@ def test_a_normal_turn_raises_no_javascript_errors(chat, fake_openai):
         "system", "user", "assistant", "user"]
     assert page.page_errors == [], page.page_errors
     assert page.js_errors == [], page.js_errors
+
+
+def test_a_second_tab_cannot_start_a_turn_while_a_reply_is_live(chat, live_server, fake_openai):
+    """Two tabs of one browser: while tab A's reply streams, tab B's message is refused with a
+    clear line in its composer, and its draft stays; once A's reply ends, B can send."""
+    page = chat
+    send_with_enter(page, "First question")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    address = page.url
+
+    other = page.context.new_page()
+    other.goto(address)
+    other.wait_for_load_state("load")
+    fake_openai.will(Reply(LONG_REPLY[:400], token_delay=0.05))
+    send_with_enter(page, "A long answer please")
+    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "streaming")
+
+    send_with_enter(other, "Me too, from the other tab")
+    expect(other.locator("#composer-error")).to_contain_text("still answering in this conversation")
+    expect(composer(other)).to_have_value("Me too, from the other tab")
+    expect(other.locator(USER)).to_have_count(1)  # nothing of B's was added
+
+    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete", timeout=15_000)
+    other.locator('form#composer button[type="submit"]:not([name="retry"])').click()
+    expect(other.locator(USER).last.locator(".message-body")).to_have_text("Me too, from the other tab")
+    expect(other.locator(ASSISTANT).last).to_have_attribute("data-status", "complete")
+    other.reload()  # the whole conversation, in order: A's turn, then B's
+    expect(other.locator(USER).locator(".message-body")).to_have_text(
+        ["First question", "A long answer please", "Me too, from the other tab"])
+    assert_no_js_errors(page, allow_4xx=True)
