@@ -76,14 +76,7 @@ class LiveReplies:
             return
         for lease, status in results:
             if status is None and not lease.saving:  # (a turn that is saving has ended its fence)
-                if lease.cancel(replies.LOST):
-                    log.warning(
-                        "conversation=%s reply=%s attempt=%s: another attempt took this "
-                        "reply over; this turn ends without writing",
-                        lease.conversation_id,
-                        lease.reply_id,
-                        lease.attempt,
-                    )
+                lease.cancel(replies.LOST)  # the turn logs it as it ends
             elif status == Status.STOPPING:
                 lease.cancel(replies.STOPPED)
 

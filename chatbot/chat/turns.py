@@ -166,6 +166,7 @@ def _save(
 ) -> Finished:
     lease = turn.lease
     if lease.ended == replies.LOST:  # another attempt owns the reply: show it as it is now
+        tlog.warning("another attempt took this reply over; this turn ends without writing")
         return Finished(queries.message_by_id(lease.reply_id), lost=True)
     status, reason = _status(lease, outcome)
     meta: dict[str, Any] = {
