@@ -129,6 +129,9 @@ def run(
     except GeneratorExit:
         lease.cancel(replies.CLIENT_GONE)
         raise
+    except ProviderError as error:  # a provider that refuses before it streams
+        tlog.warning("model call failed (%s): %s", error.kind, error.reason)
+        outcome.error = error
     except Exception:  # noqa: BLE001 - a bug or a database failure: end the turn visibly
         tlog.exception("turn failed")
         outcome.error = ProviderError("Something went wrong on our side. Please try again.", "internal")
