@@ -111,7 +111,7 @@ def _instance_secret(instance: Path) -> str:
     """A development key, generated once and kept in ``instance/secret_key``."""
     path = instance / "secret_key"
     if not path.exists():
-        tmp = path.with_name(f".secret_key.{os.getpid()}.tmp")
+        tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))

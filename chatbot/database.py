@@ -34,9 +34,10 @@ BASELINE = "0001_baseline"  # the schema as it was before migrations
 
 
 def _sqlite_pragmas(busy_ms: int) -> Any:
+    """Every SQLite connection's settings (WAL is the file's own: ``_use_wal`` sets it once)."""
+
     def connect(dbapi_connection: Any, _record: Any) -> None:
         cur = dbapi_connection.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
@@ -75,20 +76,55 @@ def _schema_lock() -> Iterator[None]:
 
 def upgrade() -> str:
     """Bring the schema to the newest migration (see the module's docstring); says what it did."""
-    with _schema_lock(), db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(724716)"))
-        revision = current_revision(conn)
-        if revision is None and "messages" not in inspect(conn).get_table_names():
-            db.metadata.create_all(conn)
-            command.stamp(alembic_config(conn), "head")
-            return "created"
-        if revision is None:
-            command.stamp(alembic_config(conn), BASELINE)
-        if current_revision(conn) == head_revision():
-            return "up to date"
-        command.upgrade(alembic_config(conn), "head")
-        return "upgraded"
+    with _schema_lock():
+        return _upgrade()
+
+
+def _upgrade() -> str:
+    with db.engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # a migration that rebuilds a table must not cascade-delete its children
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                return _upgrade_in(conn)
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
+
+
+def _upgrade_in(conn: Connection) -> str:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(724716)"))
+    revision = current_revision(conn)
+    if revision is None and "messages" not in inspect(conn).get_table_names():
+        db.metadata.create_all(conn)
+        command.stamp(alembic_config(conn), "head")
+        return "created"
+    if revision is None:
+        command.stamp(alembic_config(conn), BASELINE)
+    if current_revision(conn) == head_revision():
+        return "up to date"
+    command.upgrade(alembic_config(conn), "head")
+    return "upgraded"
+
+
+def _use_wal() -> None:
+    """Switch a SQLite file to write-ahead logging (kept in the file; done once, under the lock:
+    two first connections switching at once make one fail at once, busy timeout or not)."""
+    with db.engine.connect() as conn:
+        if conn.exec_driver_sql("PRAGMA journal_mode").scalar() != "wal":
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def prepare() -> str | None:
+    """On start: WAL for a SQLite file, and the schema up to date; says what it did, if anything."""
+    with _schema_lock():
+        if db.engine.dialect.name == "sqlite":
+            _use_wal()
+        return None if schema_ready() else _upgrade()
 
 
 def schema_ready() -> bool:
@@ -114,6 +150,5 @@ def init_app(app: Flask) -> None:
             busy_ms = int(float(app.config["SQLITE_BUSY_SECONDS"]) * 1000)
             event.listen(db.engine, "connect", _sqlite_pragmas(busy_ms))
         # The schema sets itself up on first start (``flask db upgrade`` does it explicitly).
-        if not schema_ready():
-            upgrade()
+        prepare()
     app.cli.add_command(init_db_command)

@@ -27,18 +27,24 @@ STATUSES = "status IN ('complete', 'streaming', 'stopping', 'error', 'interrupte
 def upgrade() -> None:
     op.execute(f"UPDATE messages SET status = 'interrupted' WHERE {LIVE}")
     op.execute(f"UPDATE messages SET status = 'error' WHERE NOT ({STATUSES})")
-    with op.batch_alter_table("messages", recreate="always") as batch:
+    with op.batch_alter_table("messages", recreate="auto") as batch:
         batch.add_column(sa.Column("attempt", sa.Integer(), server_default="0", nullable=False))
         batch.add_column(sa.Column("lease_until", sa.Float(), nullable=True))
         batch.drop_column("updated_at")
         batch.create_check_constraint("ck_messages_status", sa.text(STATUSES))
-    op.create_index("uq_messages_one_live_reply", "messages", ["conversation_id"], unique=True,
-                    sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE))
+    op.create_index(
+        "uq_messages_one_live_reply",
+        "messages",
+        ["conversation_id"],
+        unique=True,
+        sqlite_where=sa.text(LIVE),
+        postgresql_where=sa.text(LIVE),
+    )
 
 
 def downgrade() -> None:
     op.drop_index("uq_messages_one_live_reply", table_name="messages")
-    with op.batch_alter_table("messages", recreate="always") as batch:
+    with op.batch_alter_table("messages", recreate="auto") as batch:
         batch.drop_constraint("ck_messages_status", type_="check")
         batch.add_column(sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True))
         batch.drop_column("lease_until")

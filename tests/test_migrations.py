@@ -1,0 +1,437 @@
+"""The schema's migrations: they build what the models declare (SQLite and PostgreSQL), the start-up
+path (create_all + stamp) ends at the same place, a previous release's database is upgraded with
+its data, and two workers starting at once on a fresh database both come up."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from chatbot import create_app, database
+from chatbot.database import BASELINE, alembic_config, current_revision, head_revision
+from chatbot.extensions import db
+from chatbot.models import Conversation, Message, UTCDateTime
+
+from .conftest import IN_CI
+
+SERVER = os.environ.get("CHATBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+HEAD = head_revision()
+
+
+# --- databases -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_admin():
+    """A connection to the PostgreSQL server, to make a database per test (as test_postgres.py)."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=3)
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI ({SERVER}): {exc}")
+        pytest.skip(
+            f"PostgreSQL not reachable at {SERVER} ({exc.__class__.__name__}); set CHATBOT_TEST_POSTGRES"
+        )
+    yield admin
+    admin.close()
+
+
+@pytest.fixture
+def pg_database(pg_admin):
+    name = f"chatbot_migrations_{uuid.uuid4().hex[:10]}"
+    pg_admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(SERVER).set(drivername="postgresql+psycopg", database=name)
+    yield url.render_as_string(hide_password=False)
+    pg_admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """An empty database: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'chat.sqlite3'}"
+    return request.getfixturevalue("pg_database")
+
+
+# --- what a schema is ----------------------------------------------------------------------------
+
+
+def model_differences(conn: Connection) -> list:
+    """What ``flask db migrate`` would write: the models against the database."""
+    return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata)
+
+
+def schema_of(conn: Connection) -> dict:
+    """The schema as the database reports it, including what autogenerate does not compare:
+    CHECK constraints, partial indexes' predicates, constraint names and column defaults (on
+    PostgreSQL, the sequence behind each id)."""
+    found = inspect(conn)
+    where = f"{conn.dialect.name}_where"
+    tables = {}
+    for table in found.get_table_names():
+        pk = found.get_pk_constraint(table)
+        tables[table] = {
+            "columns": {
+                c["name"]: (str(c["type"]), c["nullable"], c.get("default")) for c in found.get_columns(table)
+            },
+            "primary key": (pk["name"], pk["constrained_columns"]),
+            "foreign keys": sorted(
+                (
+                    fk["name"] or "",
+                    tuple(fk["constrained_columns"]),
+                    fk["referred_table"],
+                    tuple(fk["referred_columns"]),
+                    str(fk["options"]),
+                )
+                for fk in found.get_foreign_keys(table)
+            ),
+            "unique": sorted(
+                (u["name"] or "", tuple(u["column_names"])) for u in found.get_unique_constraints(table)
+            ),
+            "indexes": {
+                i["name"]: (
+                    tuple(i["column_names"]),
+                    bool(i["unique"]),
+                    str(i.get("dialect_options", {}).get(where)),
+                )
+                for i in found.get_indexes(table)
+            },
+            "checks": {c["name"]: c["sqltext"] for c in found.get_check_constraints(table)},
+        }
+    return tables
+
+
+def drop_everything(conn: Connection) -> None:
+    everything = MetaData()
+    everything.reflect(conn)
+    everything.drop_all(conn)
+    assert inspect(conn).get_table_names() == []
+
+
+def flask_db_upgrade(app) -> None:
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+
+
+def new_conversation(engine: Engine, public_id: str) -> int:
+    with engine.begin() as conn:
+        return conn.execute(
+            insert(Conversation.__table__)
+            .values(
+                public_id=public_id,
+                owner="owner",
+                title=public_id,
+                created_at=datetime.now(UTC),
+                updated_at=datetime.now(UTC),
+            )
+            .returning(Conversation.__table__.c.id)
+        ).scalar_one()
+
+
+def add_reply(engine: Engine, conversation_id: int, status: str) -> int:
+    """A reply as a turn writes it; each in its own transaction, so a refused one is rolled back."""
+    with engine.begin() as conn:
+        return conn.execute(
+            insert(Message.__table__)
+            .values(
+                conversation_id=conversation_id,
+                content="",
+                is_user=False,
+                status=status,
+                timestamp=datetime.now(UTC),
+                metadata={},
+            )
+            .returning(Message.__table__.c.id)
+        ).scalar_one()
+
+
+def assert_the_fence_holds(engine: Engine, first: int, second: int) -> None:
+    """One live reply per conversation, and only the statuses of the vocabulary."""
+    add_reply(engine, first, "streaming")
+    add_reply(engine, first, "complete")
+    add_reply(engine, first, "interrupted")  # ended replies do not count
+    for live in ("streaming", "stopping"):
+        with pytest.raises(IntegrityError, match=r"UNIQUE constraint failed|uq_messages_one_live_reply"):
+            add_reply(engine, first, live)
+    add_reply(engine, second, "stopping")  # another conversation has its own live reply
+    with pytest.raises(IntegrityError, match="ck_messages_status"):
+        add_reply(engine, second, "stale")
+    with engine.connect() as conn:
+        live = conn.execute(
+            select(Message.conversation_id, Message.status)
+            .where(Message.status.in_(("streaming", "stopping")))
+            .order_by(Message.conversation_id)
+        ).all()
+    assert [tuple(row) for row in live] == [(first, "streaming"), (second, "stopping")]
+
+
+# --- 1 and 2: the migrations, the models and the start-up path agree ------------------------------
+
+
+def test_the_migrations_form_one_line_from_the_baseline():
+    script = ScriptDirectory.from_config(alembic_config())
+    assert script.get_heads() == [HEAD]
+    line = [revision.revision for revision in script.walk_revisions()]  # head first
+    assert line[-1] == BASELINE and line[0] == HEAD and "0002_reply_fence" in line
+
+
+def test_migrations_from_nothing_build_what_the_models_declare(database_url, app_factory):
+    app = app_factory(SQLALCHEMY_DATABASE_URI=database_url)  # the start-up path: create_all
+    with app.app_context():
+        with db.engine.begin() as conn:
+            from_the_models = schema_of(conn)
+            drop_everything(conn)  # tables and alembic_version: the database is empty again
+
+        flask_db_upgrade(app)  # every migration, from nothing
+
+        with db.engine.connect() as conn:
+            assert current_revision(conn) == HEAD
+            assert model_differences(conn) == []
+            from_the_migrations = schema_of(conn)
+        check = app.test_cli_runner().invoke(args=["db", "check"])  # env.py's own comparison
+        assert check.exit_code == 0, check.output
+    assert set(from_the_migrations) == {"alembic_version", "conversations", "messages", "sessions"}
+    for table, shape in from_the_models.items():
+        assert from_the_migrations[table] == shape, table
+
+
+def test_startup_on_an_empty_database_ends_at_head(database_url, app_factory, monkeypatch):
+    outcomes = []
+    upgrade = database._upgrade
+    monkeypatch.setattr(database, "_upgrade", lambda: outcomes.append(upgrade()) or outcomes[-1])
+    app = app_factory(SQLALCHEMY_DATABASE_URI=database_url)
+    assert outcomes == ["created"]
+    with app.app_context():
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
+            assert model_differences(conn) == []
+            created = schema_of(conn)
+        assert "ck_messages_status" in created["messages"]["checks"]
+        columns, unique, where = created["messages"]["indexes"]["uq_messages_one_live_reply"]
+        assert columns == ("conversation_id",) and unique and "streaming" in where and "stopping" in where
+
+        flask_db_upgrade(app)  # stamped at head: nothing left to run (0002 again would fail)
+        with db.engine.connect() as conn:
+            assert current_revision(conn) == HEAD
+            assert schema_of(conn) == created
+        assert_the_fence_holds(db.engine, new_conversation(db.engine, "a"), new_conversation(db.engine, "b"))
+
+    again = app_factory(SQLALCHEMY_DATABASE_URI=database_url)  # a restart changes nothing
+    assert outcomes == ["created"]
+    assert again.test_client().get("/").status_code == 200
+
+
+# --- 3: a database made by the previous release ----------------------------------------------------
+
+OLD = MetaData()  # the columns of the previous release that the test writes
+OLD_CONVERSATIONS = Table(
+    "conversations",
+    OLD,
+    Column("id", Integer, primary_key=True),
+    Column("public_id", String(32)),
+    Column("owner", String(64)),
+    Column("title", String(200)),
+    Column("created_at", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+)
+OLD_MESSAGES = Table(
+    "messages",
+    OLD,
+    Column("id", Integer, primary_key=True),
+    Column("conversation_id", Integer, ForeignKey("conversations.id")),
+    Column("content", Text),
+    Column("is_user", Boolean),
+    Column("status", String(16)),
+    Column("timestamp", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+    Column("metadata", JSON),
+)
+THEN = datetime(2026, 11, 20, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def make_previous_release_database(url: str) -> None:
+    """The schema of the release before migrations (0001), with no alembic_version, and its data:
+    a finished exchange, then two replies left streaming in one conversation (a worker killed
+    mid-reply, then a second turn started: nothing stopped that before)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), BASELINE)
+            conn.execute(text("DROP TABLE alembic_version"))
+            for public_id, title in (("old-one", "Battery drains fast"), ("old-two", "Cracked screen")):
+                conn.execute(
+                    insert(OLD_CONVERSATIONS).values(
+                        public_id=public_id, owner="visitor-1", title=title, created_at=THEN, updated_at=THEN
+                    )
+                )
+            rows = [
+                (1, "Why does my battery drain so fast?", True, "complete", {}),
+                (
+                    1,
+                    "Check which apps use it in Settings → Battery.",
+                    False,
+                    "complete",
+                    {"total_tokens": 42, "model": "gpt-4.1-nano"},
+                ),
+                (1, "And at night?", True, "complete", {}),
+                (1, "At night, background", False, "streaming", {}),
+                (1, "Overnight", False, "streaming", {}),
+                (2, "My screen cracked", True, "complete", {}),
+                (2, "", False, "stopping", {}),
+                (2, "kept anyway", False, "pending", {}),  # not in the vocabulary: becomes error
+            ]
+            for conversation_id, content, is_user, status, meta in rows:
+                conn.execute(
+                    insert(OLD_MESSAGES).values(
+                        conversation_id=conversation_id,
+                        content=content,
+                        is_user=is_user,
+                        status=status,
+                        timestamp=THEN,
+                        updated_at=THEN,
+                        metadata=meta,
+                    )
+                )
+            assert "alembic_version" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_a_previous_release_database_is_upgraded_with_its_data(database_url, app_factory):
+    make_previous_release_database(database_url)
+
+    app = app_factory(SQLALCHEMY_DATABASE_URI=database_url)  # stamps 0001, upgrades to head
+
+    with app.app_context():
+        with db.engine.connect() as conn:
+            assert current_revision(conn) == HEAD
+            assert model_differences(conn) == []
+            assert "updated_at" not in {c["name"] for c in inspect(conn).get_columns("messages")}
+        conversations = db.session.execute(
+            select(
+                Conversation.id,
+                Conversation.public_id,
+                Conversation.owner,
+                Conversation.title,
+                Conversation.created_at,
+            ).order_by(Conversation.id)
+        ).all()
+        assert [tuple(c) for c in conversations] == [
+            (1, "old-one", "visitor-1", "Battery drains fast", THEN),
+            (2, "old-two", "visitor-1", "Cracked screen", THEN),
+        ]
+        messages = db.session.execute(
+            select(
+                Message.id,
+                Message.conversation_id,
+                Message.content,
+                Message.is_user,
+                Message.status,
+                Message.attempt,
+                Message.lease_until,
+                Message.meta,
+                Message.timestamp,
+            ).order_by(Message.id)
+        ).all()
+        assert [tuple(m) for m in messages] == [
+            (1, 1, "Why does my battery drain so fast?", True, "complete", 0, None, {}, THEN),
+            (
+                2,
+                1,
+                "Check which apps use it in Settings → Battery.",
+                False,
+                "complete",
+                0,
+                None,
+                {"total_tokens": 42, "model": "gpt-4.1-nano"},
+                THEN,
+            ),
+            (3, 1, "And at night?", True, "complete", 0, None, {}, THEN),
+            (4, 1, "At night, background", False, "interrupted", 0, None, {}, THEN),
+            (5, 1, "Overnight", False, "interrupted", 0, None, {}, THEN),
+            (6, 2, "My screen cracked", True, "complete", 0, None, {}, THEN),
+            (7, 2, "", False, "interrupted", 0, None, {}, THEN),
+            (8, 2, "kept anyway", False, "error", 0, None, {}, THEN),
+        ]
+
+        # New rows: ids go on after the old ones, and the fence holds on the upgraded table.
+        assert add_reply(db.engine, 2, "complete") == 9
+        assert_the_fence_holds(db.engine, 1, 2)
+        assert new_conversation(db.engine, "new-one") == 3
+
+    assert app.test_client().get("/").status_code == 200
+
+
+# --- 4: two workers starting at once --------------------------------------------------------------
+
+
+def test_two_workers_starting_at_once_on_a_fresh_database(tmp_path, monkeypatch):
+    """Workers starting together on a new SQLite file (gunicorn's, or two hosts' on shared storage)
+    all come up: the file is switched to WAL and the schema made exactly once, under the lock.
+    Repeated, because the race it guards against (two first connections switching the journal at
+    once fail at once, busy timeout or not) lost about one try in ten."""
+    outcomes: list[str] = []
+    made = database._upgrade
+
+    def recorded() -> str:
+        outcomes.append(made())
+        return outcomes[-1]
+
+    monkeypatch.setattr(database, "_upgrade", recorded)
+    monkeypatch.setenv("CHATBOT_INSTANCE_PATH", str(tmp_path / "instance"))
+    for attempt in range(12):
+        outcomes.clear()
+        uri = f"sqlite:///{tmp_path / f'fresh-{attempt}.sqlite3'}"
+        together = threading.Barrier(3, timeout=10)
+        apps, errors = [], []
+
+        def start(uri=uri, together=together, apps=apps, errors=errors) -> None:
+            try:
+                together.wait()
+                apps.append(create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri,
+                                        "SECRET_KEY": "workers"}))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=start) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        assert errors == [] and len(apps) == 3, (attempt, errors)
+        assert outcomes == ["created"], (attempt, outcomes)
+        with apps[0].app_context(), db.engine.connect() as conn:
+            assert current_revision(conn) == HEAD
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    for app in apps:
+        assert app.test_client().get("/").status_code == 200
