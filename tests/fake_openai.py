@@ -114,8 +114,9 @@ class FakeOpenAI:
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         with self._lock:
-            self.requests.append(Request(h.path, {k.lower(): v for k, v in h.headers.items()}, body,
-                                         time.perf_counter()))
+            self.requests.append(
+                Request(h.path, {k.lower(): v for k, v in h.headers.items()}, body, time.perf_counter())
+            )
             reply = self.replies.popleft() if self.replies else self.default
         if h.path.rstrip("/") != "/v1/chat/completions":
             return self._json(h, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
@@ -126,21 +127,33 @@ class FakeOpenAI:
             return
         if reply.status != 200:
             kind = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(reply.status, "server_error")
-            return self._json(h, reply.status, {"error": {"message": reply.error_message, "type": kind,
-                                                          "code": kind}})
+            return self._json(
+                h, reply.status, {"error": {"message": reply.error_message, "type": kind, "code": kind}}
+            )
         request = json.loads(body)
         model = request.get("model", "fake")
         pieces = tokens(reply.text)
-        usage = {"prompt_tokens": 11 * len(request.get("messages", [])),
-                 "completion_tokens": len(pieces)}
+        usage = {"prompt_tokens": 11 * len(request.get("messages", [])), "completion_tokens": len(pieces)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if not request.get("stream"):
-            return self._json(h, 200, {
-                "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                "model": model, "usage": usage,
-                "choices": [{"index": 0, "finish_reason": reply.finish_reason,
-                             "message": {"role": "assistant", "content": reply.text}}],
-            })
+            return self._json(
+                h,
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "usage": usage,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": reply.finish_reason,
+                            "message": {"role": "assistant", "content": reply.text},
+                        }
+                    ],
+                },
+            )
         self._stream(h, reply, model, pieces, usage, request)
 
     @staticmethod
@@ -168,14 +181,23 @@ class FakeOpenAI:
         h.end_headers()
 
         def chunk(delta: dict | None, finish: str | None = None, with_usage: bool = False) -> dict:
-            return {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
-                    "created": int(time.time()), "model": model,
-                    "choices": [] if with_usage else [{"index": 0, "delta": delta or {},
-                                                       "finish_reason": finish}],
-                    "usage": usage if with_usage else None}
+            return {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": []
+                if with_usage
+                else [{"index": 0, "delta": delta or {}, "finish_reason": finish}],
+                "usage": usage if with_usage else None,
+            }
 
         def send(payload) -> None:
-            line = b"data: " + (payload if isinstance(payload, bytes) else json.dumps(payload).encode()) + b"\n\n"
+            line = (
+                b"data: "
+                + (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+                + b"\n\n"
+            )
             h.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
             h.wfile.flush()
 

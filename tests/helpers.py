@@ -17,8 +17,9 @@ HX = {"HX-Request": "true", "Accept": "text/html, text/event-stream"}
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.02,
-               what: str | None = None) -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.02, what: str | None = None
+) -> T:
     """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -60,8 +61,9 @@ def message_url(conversation: str, message_id: int, action: str = "") -> str:
     return f"/c/{conversation}/messages/{message_id}" + (f"/{action}" if action else "")
 
 
-def send(client, content: str = "", conversation: str | None = None, retry: int | None = None,
-         htmx: bool = True):
+def send(
+    client, content: str = "", conversation: str | None = None, retry: int | None = None, htmx: bool = True
+):
     """Post the composer form; returns the response with its body read."""
     form = {"content": content}
     if retry is not None:

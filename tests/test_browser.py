@@ -53,8 +53,9 @@ def send_with_enter(page, text: str) -> None:
 
 def assert_no_js_errors(page, allow_422: bool = False, allow_4xx: bool = False) -> None:
     assert page.page_errors == [], page.page_errors
-    console = [e for e in page.js_errors
-               if not (allow_422 and "422" in e) and not (allow_4xx and "status of 4" in e)]
+    console = [
+        e for e in page.js_errors if not (allow_422 and "422" in e) and not (allow_4xx and "status of 4" in e)
+    ]
     assert console == [], console
 
 
@@ -162,8 +163,11 @@ def _stop_partway(page, fake_openai, stop) -> None:
 
 
 def test_stop_button_keeps_the_partial_reply(chat, fake_openai):
-    _stop_partway(chat, fake_openai, lambda page: page.locator(
-        f'{ASSISTANT}[data-status="streaming"] [data-action="stop"]').click())
+    _stop_partway(
+        chat,
+        fake_openai,
+        lambda page: page.locator(f'{ASSISTANT}[data-status="streaming"] [data-action="stop"]').click(),
+    )
 
 
 def test_escape_in_the_composer_stops_the_reply(chat, fake_openai):
@@ -295,10 +299,15 @@ def test_a_normal_turn_raises_no_javascript_errors(chat, fake_openai):
     expect(page.locator(MESSAGES)).to_have_count(4)
     expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete")
     expect(page.locator(ASSISTANT).last.locator(".message-body")).to_contain_text(
-        "Hello from the fake model.")
+        "Hello from the fake model."
+    )
     assert len(fake_openai.requests) == 2
     assert [m["role"] for m in fake_openai.requests[1].json["messages"]] == [
-        "system", "user", "assistant", "user"]
+        "system",
+        "user",
+        "assistant",
+        "user",
+    ]
     assert page.page_errors == [], page.page_errors
     assert page.js_errors == [], page.js_errors
 
@@ -329,5 +338,6 @@ def test_a_second_tab_cannot_start_a_turn_while_a_reply_is_live(chat, live_serve
     expect(other.locator(ASSISTANT).last).to_have_attribute("data-status", "complete")
     other.reload()  # the whole conversation, in order: A's turn, then B's
     expect(other.locator(USER).locator(".message-body")).to_have_text(
-        ["First question", "A long answer please", "Me too, from the other tab"])
+        ["First question", "A long answer please", "Me too, from the other tab"]
+    )
     assert_no_js_errors(page, allow_4xx=True)

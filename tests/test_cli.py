@@ -23,8 +23,11 @@ def make_conversations(app, client, titles):
 
 def age(app, public_id, days):
     with app.app_context():
-        db.session.execute(update(Conversation).where(Conversation.public_id == public_id)
-                           .values(updated_at=utcnow() - timedelta(days=days)))
+        db.session.execute(
+            update(Conversation)
+            .where(Conversation.public_id == public_id)
+            .values(updated_at=utcnow() - timedelta(days=days))
+        )
         db.session.commit()
 
 

@@ -61,9 +61,10 @@ FAILURES = {
 }
 
 
-@pytest.mark.parametrize("case", list(FAILURES) + ["refused"])
+@pytest.mark.parametrize("case", [*FAILURES, "refused"])
 def test_failed_model_call_keeps_the_message_shows_the_error_and_retry_works(
-        case, app_factory, openai_config, fake_openai):
+    case, app_factory, openai_config, fake_openai
+):
     config = dict(openai_config, OPENAI_TIMEOUT=0.5)
     if case == "refused":
         config["OPENAI_BASE_URL"] = f"http://127.0.0.1:{_closed_port()}/v1"
@@ -96,6 +97,7 @@ def test_failed_model_call_keeps_the_message_shows_the_error_and_retry_works(
     if case == "refused":  # the server comes back
         app.config["OPENAI_BASE_URL"] = fake_openai.url
         from chatbot.llm import init_app as init_provider
+
         init_provider(app)
     calls_before = len(fake_openai.requests)
     retried = send(client, "", cid, retry=reply_msg.id)
@@ -107,8 +109,10 @@ def test_failed_model_call_keeps_the_message_shows_the_error_and_retry_works(
     messages = all_messages(app)
     assert [(m.is_user, m.status) for m in messages] == [(True, "complete"), (False, "complete")]
     assert messages[1].id == reply_msg.id
-    assert fake_openai.requests[-1].json["messages"][-1] == {"role": "user",
-                                                            "content": "Why is my phone hot?"}
+    assert fake_openai.requests[-1].json["messages"][-1] == {
+        "role": "user",
+        "content": "Why is my phone hot?",
+    }
 
 
 def test_failed_reply_is_left_out_of_the_next_model_input(client, app, fake_openai):
@@ -150,7 +154,9 @@ def test_unknown_conversation_is_a_readable_404(client):
 
 
 def test_htmx_errors_come_back_as_a_short_message_for_the_composer(client):
-    response = client.post("/c/nope/messages", data={"content": "hi"},
-                           headers={"HX-Request": "true"})
+    response = client.post("/c/nope/messages", data={"content": "hi"}, headers={"HX-Request": "true"})
     assert response.status_code == 404
-    assert response.get_data(as_text=True).strip() == "This conversation doesn&#39;t exist, or it isn&#39;t yours."
+    assert (
+        response.get_data(as_text=True).strip()
+        == "This conversation doesn&#39;t exist, or it isn&#39;t yours."
+    )

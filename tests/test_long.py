@@ -15,9 +15,20 @@ from .helpers import HX, conversation_id_from, send
 def fill(app, public_id: str, n: int) -> None:
     with app.app_context():
         cid = db.session.execute(select(Conversation.id).where(Conversation.public_id == public_id)).scalar()
-        db.session.execute(insert(Message), [
-            {"conversation_id": cid, "is_user": i % 2 == 0, "status": "complete", "timestamp": utcnow(),
-             "content": f"old message number {i}", "meta": {}} for i in range(n)])
+        db.session.execute(
+            insert(Message),
+            [
+                {
+                    "conversation_id": cid,
+                    "is_user": i % 2 == 0,
+                    "status": "complete",
+                    "timestamp": utcnow(),
+                    "content": f"old message number {i}",
+                    "meta": {},
+                }
+                for i in range(n)
+            ],
+        )
         db.session.commit()
 
 

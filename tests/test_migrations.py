@@ -418,8 +418,9 @@ def test_two_workers_starting_at_once_on_a_fresh_database(tmp_path, monkeypatch)
         def start(uri=uri, together=together, apps=apps, errors=errors) -> None:
             try:
                 together.wait()
-                apps.append(create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri,
-                                        "SECRET_KEY": "workers"}))
+                apps.append(
+                    create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "workers"})
+                )
             except BaseException as exc:  # reported below
                 errors.append(exc)
 

@@ -26,8 +26,11 @@ QUESTIONS = [
     (["como activo la esim en mi telefono nuevo"], ["esim"], "es"),
     (["wifi wont conect at home"], ["network", "wi-fi", "router"], "en"),  # typos
     (["someone stole my phone on the bus"], ["find my", "imei", "erase"], "en"),
-    (["my phone gets really hot when charging", "…", "what if that doesn't help?"],
-     ["cool", "warm", "hot", "charg"], "en"),  # a follow-up
+    (
+        ["my phone gets really hot when charging", "…", "what if that doesn't help?"],
+        ["cool", "warm", "hot", "charg"],
+        "en",
+    ),  # a follow-up
     (["la pantalla táctil no responde", "…", "¿y si eso no funciona?"], ["pantalla"], "es"),
     (["does the warranty cover a cracked screen?"], ["warranty"], "en"),
     (["la camara saca fotos borrosas"], ["lente", "cámara"], "es"),

@@ -20,10 +20,12 @@ def pg_url():
         import psycopg
 
         admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required in CI ({SERVER}): {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {SERVER} ({exc.__class__.__name__}); set CHATBOT_TEST_POSTGRES")
+        pytest.skip(
+            f"PostgreSQL not reachable at {SERVER} ({exc.__class__.__name__}); set CHATBOT_TEST_POSTGRES"
+        )
     name = f"chatbot_test_{uuid.uuid4().hex[:10]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     yield SERVER.rsplit("/", 1)[0] + "/" + name
@@ -46,10 +48,18 @@ def test_turns_on_postgresql(pg_url, app_factory, openai_config, fake_openai, mo
     assert 'data-status="complete"' in retried
 
     assert [m["role"] for m in fake_openai.requests[-1].json["messages"]] == [
-        "system", "user", "assistant", "user"]
+        "system",
+        "user",
+        "assistant",
+        "user",
+    ]
     messages = all_messages(app)
     assert [(m.is_user, m.status) for m in messages] == [
-        (True, "complete"), (False, "complete"), (True, "complete"), (False, "complete")]
+        (True, "complete"),
+        (False, "complete"),
+        (True, "complete"),
+        (False, "complete"),
+    ]
     assert messages[1].timestamp.tzinfo is not None
     assert messages[3].meta["total_tokens"] > 0
 

@@ -25,7 +25,6 @@ from .helpers import (
     wait_until,
 )
 
-
 EXPIRED = 0.0  # a lease that ran out long ago
 
 
@@ -79,9 +78,12 @@ def test_client_that_leaves_right_after_posting_leaves_no_live_reply(live_server
     for _ in range(3):
         with socket.create_connection((host, int(port))) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            sock.sendall(f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
-                         "Content-Type: application/x-www-form-urlencoded\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+            sock.sendall(
+                f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+
     def replies():
         found = [m for m in all_messages(app) if not m.is_user]
         return found if len(found) == 3 and all(m.status == "interrupted" for m in found) else None
@@ -93,8 +95,9 @@ def test_client_that_leaves_right_after_posting_leaves_no_live_reply(live_server
 def test_stop_while_the_model_is_silent_ends_the_upstream_request_at_once(live_server, app, fake_openai):
     fake_openai.will(Reply("never mind", first_token_delay=3.0))
     with requests.Session() as s:
-        response = s.post(f"{live_server.url}/c", data={"content": "hello"}, headers=HX,
-                          stream=True, timeout=10)
+        response = s.post(
+            f"{live_server.url}/c", data={"content": "hello"}, headers=HX, stream=True, timeout=10
+        )
         lines = response.iter_lines(decode_unicode=True)
         next(line for line in lines if line.startswith(": keep-alive"))
         started = time.perf_counter()
@@ -114,8 +117,9 @@ def test_a_second_page_follows_a_reply_being_written(live_server, app, fake_open
     words = " ".join(f"w{i}" for i in range(60))
     fake_openai.will(Reply(words, token_delay=0.05))  # about 3 s
     with requests.Session() as s:
-        response = s.post(f"{live_server.url}/c", data={"content": "long one"}, headers=HX,
-                          stream=True, timeout=10)
+        response = s.post(
+            f"{live_server.url}/c", data={"content": "long one"}, headers=HX, stream=True, timeout=10
+        )
         consumer = threading.Thread(target=lambda: [None for _ in response.iter_lines()], daemon=True)
         consumer.start()
         time.sleep(1.6)  # past the first progress save
@@ -143,7 +147,6 @@ def test_visits_that_only_read_store_no_session(app, fake_openai):
     assert client.get_cookie("chatbot_session") is not None
 
 
-
 def _model_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "model-reply" and t.is_alive()]
 
@@ -153,8 +156,9 @@ def test_stop_before_the_model_sent_its_headers_cancels_the_call_at_once(live_se
     and the thread that was waiting for it ends with the turn."""
     fake_openai.will(Reply("too late", header_delay=5.0))
     with requests.Session() as s:
-        response = s.post(f"{live_server.url}/c", data={"content": "hello?"}, headers=HX,
-                          stream=True, timeout=10)
+        response = s.post(
+            f"{live_server.url}/c", data={"content": "hello?"}, headers=HX, stream=True, timeout=10
+        )
         lines = response.iter_lines(decode_unicode=True)
         next(line for line in lines if line.startswith(": keep-alive"))
         assert _model_threads(), "the model call should be waiting for headers now"
@@ -166,8 +170,9 @@ def test_stop_before_the_model_sent_its_headers_cancels_the_call_at_once(live_se
     assert any('data-status="interrupted"' in line for line in rest)
     assert ended < 1.0  # not the model's 5 s
     wait_until(lambda: not _model_threads(), timeout=1.0, what="the model thread to end")
-    wait_until(lambda: fake_openai.abandoned_requests == 1, timeout=1.0,
-               what="the upstream request to be closed")
+    wait_until(
+        lambda: fake_openai.abandoned_requests == 1, timeout=1.0, what="the upstream request to be closed"
+    )
     assert len(fake_openai.requests) == 1  # cancelled, not retried by the SDK
     reply = all_messages(app)[1]
     assert reply.status == "interrupted" and reply.meta["finish_reason"] == "stopped"
@@ -179,15 +184,19 @@ def test_a_departed_client_cancels_a_call_still_waiting_for_headers(live_server,
     host, port = live_server.url.removeprefix("http://").split(":")
     body = "content=bye"
     with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
-                     "Content-Type: application/x-www-form-urlencoded\r\n"
-                     f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+        sock.sendall(
+            f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+        )
         received = b""
         while b"keep-alive" not in received:
             received += sock.recv(65536)
-    wait_until(lambda: all_messages(app)[1].status == "interrupted", timeout=2,
-               what="the reply to end interrupted")
+    wait_until(
+        lambda: all_messages(app)[1].status == "interrupted", timeout=2, what="the reply to end interrupted"
+    )
     wait_until(lambda: not _model_threads(), timeout=1.0, what="the model thread to end")
-    wait_until(lambda: fake_openai.abandoned_requests == 1, timeout=1.0,
-               what="the upstream request to be closed")
+    wait_until(
+        lambda: fake_openai.abandoned_requests == 1, timeout=1.0, what="the upstream request to be closed"
+    )
     assert all_messages(app)[1].meta["finish_reason"] == "client_disconnected"

@@ -62,8 +62,9 @@ def test_a_streaming_reply_costs_one_tick_per_interval(app_factory, openai_confi
     fake_openai.will(Reply(" ".join(f"w{i}" for i in range(40)), token_delay=0.05))  # ~2 s
     try:
         with StatementLog(app) as log, requests.Session() as s:
-            response = s.post(f"{server.url}/c", data={"content": "long"}, headers=HX,
-                              stream=True, timeout=10)
+            response = s.post(
+                f"{server.url}/c", data={"content": "long"}, headers=HX, stream=True, timeout=10
+            )
             lines = response.iter_lines(decode_unicode=True)
             next(line for line in lines if 'hx-target="#msg-2-body"' in line)
             first_text = time.perf_counter()

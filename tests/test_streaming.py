@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,8 +33,9 @@ LONG = " ".join(f"word{i}" for i in range(40)) + " and **done**."
 
 def stream_turn(base_url: str, session: requests.Session, content: str, conversation: str = ""):
     """Post like the page does and yield (arrival time, event) as events arrive."""
-    response = session.post(base_url + post_url(conversation), data={"content": content},
-                            headers=HX, stream=True, timeout=30)
+    response = session.post(
+        base_url + post_url(conversation), data={"content": content}, headers=HX, stream=True, timeout=30
+    )
     return response
 
 
@@ -71,13 +71,14 @@ def test_tokens_arrive_in_several_batches_and_the_saved_reply_equals_them(live_s
     chunks = text_events(events, reply.id)
     # One event per token would be ~43; one per reply would be 1. Batches of ~50 ms sit between.
     assert 5 <= len(chunks) < len(tokens(LONG))
-    times = [t for t, e in events if f'#msg-{reply.id}-body' in e["data"]]
+    times = [t for t, e in events if f"#msg-{reply.id}-body" in e["data"]]
     assert times[-1] - times[0] > 0.5  # they really arrived over time, not all at the end
     assert 'data-status="complete"' in events[-1][1]["data"]
     assert "<strong>done</strong>" in events[-1][1]["data"]
 
     import html
     import re
+
     streamed = "".join(html.unescape(re.sub(r"</?hx-partial[^>]*>", "", c)) for c in chunks)
     assert streamed == LONG == reply.content
     assert reply.status == "complete"
@@ -111,8 +112,9 @@ def test_stop_saves_the_partial_reply_as_stopped(live_server, app, fake_openai):
         for raw in lines:
             events.append(raw)
             if raw.startswith('data: <hx-partial hx-target="#msg-2-body"') and len(events) > 30:
-                stop = s.post(live_server.url + message_url(only_conversation(app), 2, "stop"),
-                              headers=HX, timeout=5)
+                stop = s.post(
+                    live_server.url + message_url(only_conversation(app), 2, "stop"), headers=HX, timeout=5
+                )
                 assert stop.status_code == 204
                 break
         rest = read_events(response, lines)
@@ -126,21 +128,24 @@ def test_stop_saves_the_partial_reply_as_stopped(live_server, app, fake_openai):
 
 
 def test_client_that_goes_away_leaves_an_interrupted_reply_and_closes_the_model_stream(
-        live_server, app, fake_openai, capfd):
+    live_server, app, fake_openai, capfd
+):
     fake_openai.will(Reply(LONG, token_delay=0.05))
     host, port = live_server.url.removeprefix("http://").split(":")
     body = "content=leaving+soon&conversation="
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
             f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
-            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n{body}"
-            .encode())
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+        )
         received = b""
         while received.count(b'hx-target="#msg-2-body"') < 3:
             received += sock.recv(65536)
     # the tab is gone; the server notices at its next write and saves what it had
-    reply = wait_until(lambda: (r := all_messages(app)[1]).status != "streaming" and r,
-                       what="the reply to end")
+    reply = wait_until(
+        lambda: (r := all_messages(app)[1]).status != "streaming" and r, what="the reply to end"
+    )
     assert reply.status == "interrupted"
     assert reply.meta["finish_reason"] == "client_disconnected"
     assert 0 < len(reply.content) < len(LONG)
@@ -186,6 +191,7 @@ def test_a_stopped_reply_cannot_be_stopped_twice_and_others_cannot_stop_it(clien
 
 # --- many at once, on the shipped gunicorn configuration ------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -195,14 +201,25 @@ def _free_port() -> int:
 @pytest.fixture
 def gunicorn_server(tmp_path, fake_openai):
     port = _free_port()
-    env = dict(os.environ, CHATBOT_INSTANCE_PATH=str(tmp_path / "instance"),
-               DATABASE_URL=f"sqlite:///{tmp_path / 'gunicorn.sqlite3'}",
-               OPENAI_API_KEY="sk-test-not-a-real-key", OPENAI_BASE_URL=fake_openai.url,
-               CHATBOT_OPENAI_MAX_RETRIES="0", GUNICORN_BIND=f"127.0.0.1:{port}",
-               GUNICORN_ACCESS_LOG="/dev/null")  # workers and threads as shipped
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = dict(
+        os.environ,
+        CHATBOT_INSTANCE_PATH=str(tmp_path / "instance"),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'gunicorn.sqlite3'}",
+        OPENAI_API_KEY="sk-test-not-a-real-key",
+        OPENAI_BASE_URL=fake_openai.url,
+        CHATBOT_OPENAI_MAX_RETRIES="0",
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        GUNICORN_ACCESS_LOG="/dev/null",
+    )  # workers and threads as shipped
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
+
     def up() -> bool:
         if proc.poll() is not None:
             pytest.fail("gunicorn did not start:\n" + proc.stdout.read().decode())

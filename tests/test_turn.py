@@ -103,8 +103,12 @@ def test_new_conversation_clears_the_page_and_keeps_the_old_one(client, app, fak
 
 
 def test_model_output_is_sanitized(client, app, fake_openai):
-    fake_openai.will(Reply('Try this <script>alert(1)</script> <img src=x onerror=alert(2)> '
-                           '[link](javascript:alert(3)) and <b>bold</b>'))
+    fake_openai.will(
+        Reply(
+            "Try this <script>alert(1)</script> <img src=x onerror=alert(2)> "
+            "[link](javascript:alert(3)) and <b>bold</b>"
+        )
+    )
     cid = conversation_id_from(send(client, "hi"))
     page = client.get(f"/c/{cid}").get_data(as_text=True)
     body = page.split('id="msg-2-body"', 1)[1].split("</article>", 1)[0]
@@ -113,7 +117,8 @@ def test_model_output_is_sanitized(client, app, fake_openai):
 
 
 def test_second_app_instance_on_the_same_database_shows_the_conversation(
-        app_factory, openai_config, fake_openai):
+    app_factory, openai_config, fake_openai
+):
     first = app_factory(**openai_config)
     client = first.test_client()
     cid = conversation_id_from(send(client, "Shared across workers?"))
@@ -136,7 +141,9 @@ def test_another_browser_gets_404_for_a_conversation(app, fake_openai):
     assert stranger.get(f"/c/{cid}").status_code == 404
     response = send(stranger, "Intruding", cid)
     assert response.status_code == 404
-    assert stranger.post(message_url(cid, reply_id, "stop"), headers={"HX-Request": "true"}).status_code == 404
+    assert (
+        stranger.post(message_url(cid, reply_id, "stop"), headers={"HX-Request": "true"}).status_code == 404
+    )
     assert stranger.get(message_url(cid, reply_id)).status_code == 404
     assert send(stranger, retry=reply_id, conversation=cid).status_code == 404
     assert "Private question" not in stranger.get("/").get_data(as_text=True)
@@ -161,8 +168,12 @@ def test_wire_bytes_equal_the_typed_sdk_call(app, fake_openai):
     from chatbot.llm import get_provider
 
     provider = get_provider(app)
-    messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": "Hola, ¿qué tal? \"quotes\""},
-                {"role": "assistant", "content": "Bien"}, {"role": "user", "content": "x" * 50}]
+    messages = [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": 'Hola, ¿qué tal? "quotes"'},
+        {"role": "assistant", "content": "Bien"},
+        {"role": "user", "content": "x" * 50},
+    ]
     list(provider.stream(messages))
     kwargs = provider.request_kwargs(messages)
     kwargs.pop("extra_body")
