@@ -142,8 +142,10 @@ def run(
             if not pump.join(1.0):
                 tlog.error("the model call did not end within 1 s of its turn")
         lease.saving = True
-        shown = _save(turn, provider, outcome, settings, started, clock, tlog)
-        live.release(lease)
+        try:
+            shown = _save(turn, provider, outcome, settings, started, clock, tlog)
+        finally:
+            live.release(lease)
     yield shown
 
 
