@@ -42,8 +42,10 @@ class Defaults:
     STREAM_KEEPALIVE_SECONDS = 0.25
     # A live reply's tick (text so far + lease renewal + stop check, one statement) runs this
     # often; its lease lasts this long without a tick (then the reply reads as interrupted).
+    # The lease must outlast the longest database stall to expect (a SQLite write lock held by
+    # another process): a reply not renewed for that long is taken for dead (its worker crashed).
     STREAM_TICK_SECONDS = 0.5
-    STREAM_LEASE_SECONDS = 10.0
+    STREAM_LEASE_SECONDS = 30.0
     # The final save of a reply is retried this long while the database is busy, before the page
     # says it could not be saved.
     REPLY_SAVE_SECONDS = 20.0

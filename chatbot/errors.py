@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Flask, current_app, render_template, request, session
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from .extensions import db
 
@@ -19,6 +20,16 @@ def http_error(error: HTTPException) -> tuple[str, int]:
     if request.headers.get("HX-Request") == "true":  # lands in the composer's error line
         return render_template("chat/_composer_error.html", error=error.description), code
     return render_template("error.html", error=error), code
+
+
+@bp.app_errorhandler(OperationalError)
+def database_busy(error: OperationalError) -> tuple[str, int]:
+    """The database is locked or unreachable: say so plainly (nothing the user sent is lost: a
+    refused message stays in the composer), rather than a bare 500."""
+    current_app.logger.warning("database unavailable on %s %s: %s", request.method, request.path, error.orig)
+    db.session.rollback()
+    session.modified = False  # the session's own write would fail the same way: skip it this time
+    return http_error(ServiceUnavailable("The service is busy right now. Please try again in a moment."))
 
 
 def init_app(app: Flask) -> None:

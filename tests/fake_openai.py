@@ -32,6 +32,8 @@ class Reply:
     header_delay: float = 0.0  # seconds before the response headers (a stalled server)
     cut_after: int | None = None  # drop the connection after this many tokens
     finish_reason: str = "stop"
+    retry_after: float | None = None  # a Retry-After header on an error status
+    bad_content: object = None  # sent as the first chunk's delta.content (not a string: a broken server)
 
 
 @dataclass
@@ -127,8 +129,12 @@ class FakeOpenAI:
             return
         if reply.status != 200:
             kind = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(reply.status, "server_error")
+            headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after is not None else {}
             return self._json(
-                h, reply.status, {"error": {"message": reply.error_message, "type": kind, "code": kind}}
+                h,
+                reply.status,
+                {"error": {"message": reply.error_message, "type": kind, "code": kind}},
+                headers,
             )
         request = json.loads(body)
         model = request.get("model", "fake")
@@ -166,9 +172,11 @@ class FakeOpenAI:
                 return False
         return True
 
-    def _json(self, h, status: int, payload: dict) -> None:
+    def _json(self, h, status: int, payload: dict, headers: dict | None = None) -> None:
         data = json.dumps(payload).encode()
         h.send_response(status)
+        for name, value in (headers or {}).items():
+            h.send_header(name, value)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
@@ -211,6 +219,8 @@ class FakeOpenAI:
 
         try:
             send(chunk({"role": "assistant", "content": ""}))
+            if reply.bad_content is not None:
+                send(chunk({"content": reply.bad_content}))
             if reply.first_token_delay:
                 wait(reply.first_token_delay)
             for i, piece in enumerate(pieces):

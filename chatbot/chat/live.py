@@ -53,8 +53,11 @@ class LiveReplies:
         return lease.cancel(reason) if lease is not None else False
 
     def _run(self) -> None:
+        failed = False
         while True:
-            self._stop.wait(float(self.app.config["STREAM_TICK_SECONDS"]))
+            # after a failed tick (a busy database), try again at once: be first in line when
+            # the lock frees, so a live reply's lease never runs out for want of a turn to renew it
+            self._stop.wait(0.05 if failed else float(self.app.config["STREAM_TICK_SECONDS"]))
             with self._lock:
                 if not self._leases or self._stop.is_set():
                     self._thread = None
@@ -62,23 +65,23 @@ class LiveReplies:
                 leases = [
                     lease for lease in self._leases.values() if lease.ended is None and not lease.saving
                 ]
-            if leases:
-                self.tick(leases)
+            failed = bool(leases) and not self.tick(leases)
 
-    def tick(self, leases: list[Lease]) -> None:
-        """One tick for each of these replies, in one transaction."""
+    def tick(self, leases: list[Lease]) -> bool:
+        """One tick for each of these replies, in one transaction; False if the database refused."""
         seconds = float(self.app.config["STREAM_LEASE_SECONDS"])
         try:
             with self.app.app_context(), db.engine.begin() as conn:
                 results = [(lease, replies.tick(conn, lease, seconds)) for lease in leases]
         except Exception as exc:  # noqa: BLE001 - busy or unreachable: the next tick tries again
             log.warning("could not tick %d live replies: %s", len(leases), exc)
-            return
+            return False
         for lease, status in results:
             if status is None and not lease.saving:  # (a turn that is saving has ended its fence)
                 lease.cancel(replies.LOST)  # the turn logs it as it ends
             elif status == Status.STOPPING:
                 lease.cancel(replies.STOPPED)
+        return True
 
     def close(self) -> None:
         """Stop ticking (tests, shutdown); live turns keep running until they end."""

@@ -149,6 +149,18 @@ def run(
     yield shown
 
 
+def _lost(lease: replies.Lease, tlog: _TurnLog) -> Finished:
+    """The turn no longer owns its reply: it writes nothing and shows the row as it is now."""
+    now = queries.message_by_id(lease.reply_id)
+    if now is None:
+        tlog.warning("the reply was deleted while it was written; nothing saved")
+    elif now.attempt != lease.attempt:
+        tlog.warning("another attempt took this reply over; this turn ends without writing")
+    else:
+        tlog.warning("the reply was marked ended (%s) while this turn ran; nothing written", now.status)
+    return Finished(now, lost=True)
+
+
 def _status(lease: replies.Lease, outcome: _Outcome) -> tuple[str, str]:
     """(status, finish_reason) of a reply, from how its turn ended."""
     if lease.ended is not None:  # stopped, or the client left
@@ -171,8 +183,7 @@ def _save(
 ) -> Finished:
     lease = turn.lease
     if lease.ended == replies.LOST:  # another attempt owns the reply: show it as it is now
-        tlog.warning("another attempt took this reply over; this turn ends without writing")
-        return Finished(queries.message_by_id(lease.reply_id), lost=True)
+        return _lost(lease, tlog)
     status, reason = _status(lease, outcome)
     meta: dict[str, Any] = {
         "provider": provider.name,
@@ -191,8 +202,7 @@ def _save(
         meta["error_kind"] = outcome.error.kind
     saved = replies.finish(lease, status, meta, give_up_after=settings.save_seconds)
     if saved is replies.Saved.LOST:
-        tlog.warning("another attempt took this reply over before it was saved; nothing written")
-        return Finished(queries.message_by_id(lease.reply_id), lost=True)
+        return _lost(lease, tlog)
     if saved is replies.Saved.FAILED:  # say so, rather than show a reply nobody will find again
         status = Status.ERROR.value
         meta = {

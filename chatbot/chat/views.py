@@ -193,8 +193,10 @@ def _turn(conversation: Conversation | None) -> Any:
 def stop(public_id: str, message_id: int) -> Any:
     """Ask the running reply to stop, wherever it runs; it is saved as stopped and ends its stream."""
     conversation, _ = owned_message_or_404(public_id, message_id)
-    if replies.request_stop(conversation.id, message_id):
-        live_replies(current_app).cancel(message_id, replies.STOPPED)  # at once, if it runs here
+    # At once if the turn runs in this process (no database needed: a busy one can't delay it),
+    # and through the row for a turn in another process, which its next tick reads.
+    if not live_replies(current_app).cancel(message_id, replies.STOPPED):
+        replies.request_stop(conversation.id, message_id)
     if is_htmx():
         return "", 204
     return redirect(url_for("chat.show", public_id=conversation.public_id), 303)

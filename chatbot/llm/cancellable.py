@@ -36,6 +36,7 @@ class Call:
         self.finished = False
         self._streams: list[httpcore2.NetworkStream] = []
         self._lock = threading.Lock()
+        self._woken = threading.Event()
 
     def cancel(self) -> None:
         with self._lock:
@@ -43,6 +44,7 @@ class Call:
                 return
             self.cancelled = True
             streams = list(self._streams)
+        self._woken.set()
         for stream in streams:
             _shutdown(stream)
 
@@ -52,6 +54,11 @@ class Call:
         with self._lock:
             self.finished = True
             self._streams.clear()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (the SDK's pause before a retry), or less if the call is cancelled."""
+        self._woken.wait(seconds)
+        self.check()
 
     def check(self) -> None:
         if self.cancelled:
@@ -172,6 +179,23 @@ class _Backend(httpcore2.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self.inner.sleep(seconds)
+
+
+class OpenAI(openai.OpenAI):
+    """The SDK's client; its pause before a retry (up to a server's Retry-After) ends the moment
+    the call is cancelled, instead of holding the thread for the whole wait."""
+
+    def _sleep_for_retry(
+        self, *, retries_taken: int, max_retries: int, options: Any, response: httpx2.Response | None
+    ) -> None:
+        call = _current()
+        if call is None:
+            super()._sleep_for_retry(
+                retries_taken=retries_taken, max_retries=max_retries, options=options, response=response
+            )
+            return
+        headers = response.headers if response is not None else None
+        call.sleep(self._calculate_retry_timeout(max_retries - retries_taken, options, headers))
 
 
 def http_client() -> httpx2.Client:

@@ -22,7 +22,7 @@ from typing import Any
 import openai
 
 from .base import Event, Finish, ProviderError, Text, Usage
-from .cancellable import Call, CallCancelled, http_client, tracked
+from .cancellable import Call, CallCancelled, OpenAI, http_client, tracked
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class OpenAIProvider:
         max_retries: int,
         max_tokens: int | None = None,
     ):
-        self.client = openai.OpenAI(
+        self.client = OpenAI(
             api_key=api_key,
             base_url=base_url or None,
             timeout=timeout,
@@ -147,8 +147,12 @@ class _OpenAIReply:
                     yield Usage(u.get("prompt_tokens"), u.get("completion_tokens"), u.get("total_tokens"))
                 for choice in (chunk.get("choices") or ())[:1]:
                     content = (choice.get("delta") or {}).get("content")
-                    if content:
+                    if content and isinstance(content, str):
                         yield Text(content)
+                    elif content:
+                        raise ProviderError(
+                            "The assistant's server sent a reply we could not read.", "bad_chunk"
+                        )
                     if choice.get("finish_reason"):
                         finished = True
                         yield Finish(choice["finish_reason"])

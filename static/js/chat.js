@@ -35,6 +35,13 @@
     stickToBottom = true;
   }, true);
 
+  // A refused or failed request (409, 5xx, no connection): a Retry button may be pressed again.
+  form.addEventListener("htmx:finally:request", (e) => {
+    const status = e.detail && e.detail.ctx && e.detail.ctx.response && e.detail.ctx.response.status;
+    if (status && status < 400) return;
+    messages.querySelectorAll('[data-action="retry"][data-sent]').forEach((b) => { delete b.dataset.sent; });
+  });
+
   // The server accepted the message and the reply is streaming: clear the composer, keep focus.
   form.addEventListener("htmx:sse:after:connection", () => {
     if (errorBox) errorBox.textContent = "";
