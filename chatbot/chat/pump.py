@@ -22,6 +22,7 @@ class Pump:
     def __init__(self, reply: ReplyStream):
         self.reply = reply
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.ended = False  # the reader has seen END: the thread is on its way out
         self.thread = threading.Thread(target=self._run, name="model-reply", daemon=True)
         self.thread.start()
 
@@ -37,9 +38,12 @@ class Pump:
     def get(self, timeout: float) -> Any:
         """The next event, or None if there was none within ``timeout`` seconds."""
         try:
-            return self.queue.get(timeout=timeout)
+            event = self.queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        if event is END:
+            self.ended = True
+        return event
 
     def cancel(self) -> None:
         """Cancel the model call at whatever stage it is, and wake the reader now."""
@@ -47,8 +51,8 @@ class Pump:
         self.queue.put(CANCELLED)
 
     def done(self) -> bool:
-        """The provider's stream has ended (its thread is finished)."""
-        return not self.thread.is_alive()
+        """The provider's stream has ended (its thread has finished, or is finishing)."""
+        return self.ended or not self.thread.is_alive()
 
     def join(self, timeout: float) -> bool:
         """Wait for the reading thread to end; False if it is still running."""

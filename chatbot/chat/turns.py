@@ -136,9 +136,8 @@ def run(
         tlog.exception("turn failed")
         outcome.error = ProviderError("Something went wrong on our side. Please try again.", "internal")
     finally:
-        if pump is not None:
-            if not pump.done():
-                pump.cancel()
+        if pump is not None and not pump.done():  # cut short: cancel the model call, at any stage
+            pump.cancel()
             if not pump.join(1.0):
                 tlog.error("the model call did not end within 1 s of its turn")
         lease.saving = True
