@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,13 +19,57 @@ END = object()  # the provider's stream ended (normally or not)
 CANCELLED = object()  # the turn was cancelled: stop waiting for the provider
 
 
+class Readers:
+    """Daemon threads that read providers, kept for reuse: starting a thread for every reply
+    costs more than the turn's own database work (the start waits for the new thread to run).
+    A reader busy with a reply is named ``model-reply``; an idle one waits ``idle_seconds`` for
+    the next reply, then ends."""
+
+    BUSY, IDLE = "model-reply", "model-reply (idle)"
+
+    def __init__(self, idle_seconds: float = 60.0):
+        self.idle_seconds = idle_seconds
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                self._tasks.put(task)
+                return
+        threading.Thread(target=self._work, args=(task,), name=self.BUSY, daemon=True).start()
+
+    def _work(self, task: Callable[[], None] | None) -> None:
+        me = threading.current_thread()
+        while task is not None:
+            me.name = self.BUSY
+            task()
+            me.name = self.IDLE
+            with self._lock:
+                self._idle += 1
+            try:
+                task = self._tasks.get(timeout=self.idle_seconds)
+            except queue.Empty:
+                with self._lock:  # a task handed over just as we gave up waiting is still ours
+                    try:
+                        task = self._tasks.get_nowait()
+                    except queue.Empty:
+                        self._idle -= 1
+                        task = None
+
+
+_readers = Readers()
+
+
 class Pump:
-    def __init__(self, reply: ReplyStream):
+    def __init__(self, reply: ReplyStream, readers: Readers = _readers):
         self.reply = reply
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.ended = False  # the reader has seen END: the thread is on its way out
-        self.thread = threading.Thread(target=self._run, name="model-reply", daemon=True)
-        self.thread.start()
+        self.ended = False  # the reader has seen END
+        self._finished = threading.Event()  # the reading task has returned
+        readers.submit(self._run)
 
     def _run(self) -> None:
         try:
@@ -34,6 +79,7 @@ class Pump:
             self.queue.put(exc)
         finally:
             self.queue.put(END)
+            self._finished.set()
 
     def get(self, timeout: float) -> Any:
         """The next event, or None if there was none within ``timeout`` seconds."""
@@ -51,13 +97,12 @@ class Pump:
         self.queue.put(CANCELLED)
 
     def done(self) -> bool:
-        """The provider's stream has ended (its thread has finished, or is finishing)."""
-        return self.ended or not self.thread.is_alive()
+        """The provider's stream has ended (its reading task has returned, or is returning)."""
+        return self.ended or self._finished.is_set()
 
     def join(self, timeout: float) -> bool:
-        """Wait for the reading thread to end; False if it is still running."""
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
+        """Wait for the reading task to return; False if it is still running."""
+        return self._finished.wait(timeout)
 
 
 class Heartbeat:
