@@ -9,15 +9,15 @@ created with the rest of the schema, and Flask-Session's own load/save/cleanup c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from flask_session.base import ServerSideSessionInterface
+from flask_session.base import ServerSideSession, ServerSideSessionInterface
 from flask_session.sqlalchemy import SqlAlchemySessionInterface
 from sqlalchemy import bindparam, select
 
-from .extensions import db
+from .extensions import db, rowcount
 from .models import SessionRecord
 
 
@@ -50,6 +50,33 @@ class DatabaseSessionInterface(SqlAlchemySessionInterface):
             return None
         data: dict[str, Any] = self.serializer.decode(bytes(row.data))
         return data
+
+    # Saving: one Core UPDATE (an INSERT only for a new session) instead of Flask-Session's ORM
+    # query, then update or add, then commit.
+    _t = SessionRecord.__table__
+    _UPDATE = (
+        _t.update()
+        .where(_t.c.session_id == bindparam("sid"))
+        .values(data=bindparam("data"), expiry=bindparam("expiry"))
+    )
+    _INSERT = _t.insert().values(
+        session_id=bindparam("sid"), data=bindparam("data"), expiry=bindparam("expiry")
+    )
+
+    def _upsert_session(self, session_lifetime: timedelta, session: ServerSideSession, store_id: str) -> None:
+        values = {
+            "sid": store_id,
+            "data": self.serializer.encode(session),
+            "expiry": datetime.now(UTC).replace(tzinfo=None) + session_lifetime,
+        }
+        try:
+            conn = self.client.session.connection()
+            if rowcount(conn.execute(self._UPDATE, values)) == 0:
+                conn.execute(self._INSERT, values)
+            self.client.session.commit()
+        except Exception:
+            self.client.session.rollback()
+            raise
 
 
 def init_app(app: Flask) -> None:
