@@ -16,6 +16,7 @@ from chatbot import create_app
 from .fake_openai import FakeOpenAI
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_SERVER = os.environ.get("CHATBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 _ENV_PREFIXES = ("CHATBOT_", "OPENAI_")
@@ -155,3 +156,21 @@ def page(browser):
     page.js_errors = errors
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def pg_admin():
+    """A connection to the PostgreSQL server, to make a database per test or module. Skipped
+    with a reason when there is none, but mandatory in CI."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(PG_SERVER, autocommit=True, connect_timeout=3)
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI ({PG_SERVER}): {exc}")
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_SERVER} ({exc.__class__.__name__}); set CHATBOT_TEST_POSTGRES"
+        )
+    yield admin
+    admin.close()

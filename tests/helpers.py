@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -93,3 +94,30 @@ def only_conversation(app) -> str:
     """The public id of the one conversation in the database."""
     (conversation,) = all_conversations(app)
     return conversation.public_id
+
+
+def raw_post(base_url: str, content: str, *, reset: bool = False) -> socket.socket:
+    """Post a first message like the page does, on a bare socket the test may drop at any point
+    (a closed tab). ``reset``: the close sends a TCP reset at once, as a killed browser does."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    if reset:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    body = "content=" + content.replace(" ", "+")
+    sock.sendall(
+        f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+    )
+    return sock
+
+
+def read_until(sock: socket.socket, done: Callable[[bytes], bool]) -> bytes:
+    """Read from ``sock`` until ``done(everything so far)``."""
+    received = b""
+    while not done(received):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"the server closed the stream early: {received[-300:]!r}")
+        received += chunk
+    return received

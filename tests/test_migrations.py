@@ -4,7 +4,6 @@ its data, and two workers starting at once on a fresh database both come up."""
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -40,37 +39,19 @@ from chatbot.database import BASELINE, alembic_config, current_revision, head_re
 from chatbot.extensions import db
 from chatbot.models import Conversation, Message, UTCDateTime
 
-from .conftest import IN_CI
+from .conftest import PG_SERVER
 
-SERVER = os.environ.get("CHATBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 HEAD = head_revision()
 
 
 # --- databases -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pg_admin():
-    """A connection to the PostgreSQL server, to make a database per test (as test_postgres.py)."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is required in CI ({SERVER}): {exc}")
-        pytest.skip(
-            f"PostgreSQL not reachable at {SERVER} ({exc.__class__.__name__}); set CHATBOT_TEST_POSTGRES"
-        )
-    yield admin
-    admin.close()
-
-
 @pytest.fixture
 def pg_database(pg_admin):
     name = f"chatbot_migrations_{uuid.uuid4().hex[:10]}"
     pg_admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(SERVER).set(drivername="postgresql+psycopg", database=name)
+    url = make_url(PG_SERVER).set(drivername="postgresql+psycopg", database=name)
     yield url.render_as_string(hide_password=False)
     pg_admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 

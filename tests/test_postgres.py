@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 
-from .conftest import IN_CI
+from .conftest import PG_SERVER
 from .fake_openai import Reply
 from .helpers import all_messages, conversation_id_from, parse_sse, send
 
-SERVER = os.environ.get("CHATBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
 
 @pytest.fixture(scope="module")
-def pg_url():
-    try:
-        import psycopg
-
-        admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is required in CI ({SERVER}): {exc}")
-        pytest.skip(
-            f"PostgreSQL not reachable at {SERVER} ({exc.__class__.__name__}); set CHATBOT_TEST_POSTGRES"
-        )
+def pg_url(pg_admin):
     name = f"chatbot_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    yield SERVER.rsplit("/", 1)[0] + "/" + name
-    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
+    pg_admin.execute(f'CREATE DATABASE "{name}"')
+    yield PG_SERVER.rsplit("/", 1)[0] + "/" + name
+    pg_admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_turns_on_postgresql(pg_url, app_factory, openai_config, fake_openai, monkeypatch):

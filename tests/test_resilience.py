@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -21,6 +20,8 @@ from .helpers import (
     message_url,
     only_conversation,
     parse_sse,
+    raw_post,
+    read_until,
     send,
     wait_until,
 )
@@ -73,16 +74,8 @@ def test_a_live_reply_cannot_be_retried_behind_its_turn(app, client, fake_openai
 
 def test_client_that_leaves_right_after_posting_leaves_no_live_reply(live_server, app, fake_openai):
     fake_openai.will(Reply("slow", first_token_delay=2.0))
-    host, port = live_server.url.removeprefix("http://").split(":")
-    body = "content=bye&conversation="
     for _ in range(3):
-        with socket.create_connection((host, int(port))) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            sock.sendall(
-                f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
-                "Content-Type: application/x-www-form-urlencoded\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
-            )
+        raw_post(live_server.url, "bye", reset=True).close()
 
     def replies():
         found = [m for m in all_messages(app) if not m.is_user]
@@ -181,17 +174,8 @@ def test_stop_before_the_model_sent_its_headers_cancels_the_call_at_once(live_se
 def test_a_departed_client_cancels_a_call_still_waiting_for_headers(live_server, app, fake_openai):
     """The same cancellation, called by the stream's end instead of Stop."""
     fake_openai.will(Reply("too late", header_delay=5.0))
-    host, port = live_server.url.removeprefix("http://").split(":")
-    body = "content=bye"
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(
-            f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
-        )
-        received = b""
-        while b"keep-alive" not in received:
-            received += sock.recv(65536)
+    with raw_post(live_server.url, "bye") as sock:
+        read_until(sock, lambda received: b"keep-alive" in received)
     wait_until(
         lambda: all_messages(app)[1].status == "interrupted", timeout=2, what="the reply to end interrupted"
     )

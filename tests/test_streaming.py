@@ -23,6 +23,8 @@ from .helpers import (
     only_conversation,
     parse_sse,
     post_url,
+    raw_post,
+    read_until,
     send,
     wait_until,
 )
@@ -131,17 +133,8 @@ def test_client_that_goes_away_leaves_an_interrupted_reply_and_closes_the_model_
     live_server, app, fake_openai, capfd
 ):
     fake_openai.will(Reply(LONG, token_delay=0.05))
-    host, port = live_server.url.removeprefix("http://").split(":")
-    body = "content=leaving+soon&conversation="
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(
-            f"POST /c HTTP/1.1\r\nHost: {host}\r\nHX-Request: true\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
-        )
-        received = b""
-        while received.count(b'hx-target="#msg-2-body"') < 3:
-            received += sock.recv(65536)
+    with raw_post(live_server.url, "leaving soon") as sock:
+        read_until(sock, lambda received: received.count(b'hx-target="#msg-2-body"') >= 3)
     # the tab is gone; the server notices at its next write and saves what it had
     reply = wait_until(
         lambda: (r := all_messages(app)[1]).status != "streaming" and r, what="the reply to end"
