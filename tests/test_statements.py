@@ -83,4 +83,4 @@ def test_a_streaming_reply_costs_one_tick_per_interval(app_factory, openai_confi
     ticks = [s for t, s in log.statements if first_text <= t <= last_text and "RETURNING" in s.upper()]
     assert during["UPDATE"] - len(ticks) <= 2, during
     per_second = len(ticks) / seconds
-    assert 1.0 <= per_second <= 2.5, (len(ticks), seconds)
+    assert 2.5 >= per_second >= 1.0, (len(ticks), seconds)
