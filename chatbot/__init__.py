@@ -23,10 +23,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     os.makedirs(app.instance_path, exist_ok=True)
 
-    from . import chat, cli, config, database, errors, llm, logs, rendering, sessions
+    from . import chat, cli, config, database, errors, llm, logs, rendering, security, sessions
 
     config.load(app, test_config)
     logs.init_app(app)
+    security.init_app(app)
     database.init_app(app)
     sessions.init_app(app)
     llm.init_app(app)

@@ -70,6 +70,10 @@ class Defaults:
     SESSION_REFRESH_EACH_REQUEST = False
     SESSION_CLEANUP_N_REQUESTS = 1000
 
+    # Behind a reverse proxy: how many trusted proxies add X-Forwarded-For/-Proto/-Host (0: none,
+    # the headers are ignored: anyone can send them).
+    PROXY_HOPS = 0
+
     # Production refuses to start without an explicit SECRET_KEY.
     PRODUCTION = False
     SECRET_KEY: str | None = None
@@ -97,16 +101,57 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
         uri = "postgresql+psycopg://" + uri[len("postgresql://") :]
     app.config["SQLALCHEMY_DATABASE_URI"] = uri
 
+    for key, default in vars(Defaults).items():  # "no" must not read as true
+        if isinstance(default, bool):
+            app.config[key] = strict_bool(key, app.config[key])
+
     if app.config["PROVIDER"] not in ("auto", "openai", "offline"):
         raise RuntimeError(
             f"CHATBOT_PROVIDER must be auto, openai or offline, not {app.config['PROVIDER']!r}"
         )
     if app.config["PRODUCTION"]:
-        app.config["SESSION_COOKIE_SECURE"] = True  # production is served over HTTPS
-    if not app.config["SECRET_KEY"]:
-        if app.config["PRODUCTION"]:
-            raise RuntimeError("SECRET_KEY must be set in production (environment or instance/config.py).")
+        _production(app)
+    elif not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def strict_bool(key: str, value: Any) -> bool:
+    """true/false/1/0/yes/no/on/off (any case); anything else is an error, not a guess."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise RuntimeError(f"{key} must be true or false (or 1/0, yes/no, on/off), not {value!r}")
+
+
+def _production(app: Flask) -> None:
+    """Production is served over HTTPS by a deliberate operator: refuse what would be unsafe."""
+    secret = app.config["SECRET_KEY"]
+    if not secret:
+        raise RuntimeError("SECRET_KEY must be set in production (environment or instance/config.py).")
+    dev_key = Path(app.instance_path) / "secret_key"
+    if len(str(secret)) < 32 or (dev_key.exists() and dev_key.read_text().strip() == secret):
+        raise RuntimeError(
+            "SECRET_KEY in production must be your own, at least 32 characters, "
+            "not the development key from instance/secret_key."
+        )
+    if app.config.get("DEBUG"):
+        raise RuntimeError("Debug mode must be off in production (it runs code from the browser).")
+    app.config["SESSION_COOKIE_SECURE"] = True
+    app.config["SESSION_COOKIE_PATH"] = "/"
+    app.config["SESSION_COOKIE_DOMAIN"] = None
+    name = app.config["SESSION_COOKIE_NAME"]
+    if not name.startswith("__Host-"):  # only this host, only HTTPS: no sibling can plant it
+        app.config["SESSION_COOKIE_NAME"] = "__Host-" + name
 
 
 def _instance_secret(instance: Path) -> str:
