@@ -44,24 +44,32 @@ _DIGITS = re.compile(r"[0-9]{1,10}")
 # --- the browser's identity and its conversations ------------------------------------------
 
 
-def current_owner(create: bool = True) -> str | None:
-    """The browser's random owner token; created by its first message (a visit that only reads
-    stores nothing, so crawlers and health checks leave no session rows). An active browser's
-    session is renewed once a day."""
+def current_owner() -> str | None:
+    """The browser's random owner token, if it has one (its first accepted message made it)."""
     owner: str | None = session.get("owner")
-    if owner is None:
-        if not create:
-            return None
-        owner = session["owner"] = secrets.token_urlsafe(24)
+    return owner
+
+
+def remember(owner: str, public_id: str) -> None:
+    """After an accepted message: the session keeps the owner and the open conversation.
+
+    The owner is issued only here, so a refused or cross-site request never creates a session
+    (nor replaces the visitor's cookie), and the session id is rotated as it is issued (a planted
+    id can't be used to read later conversations). An active browser's session is renewed once a
+    day."""
+    if session.get("owner") != owner:
+        current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+        session["owner"] = owner
+    if session.get("current") != public_id:
+        session["current"] = public_id
     today = date.today().isoformat()
     if session.get("renewed") != today:  # one write a day keeps an active browser's session alive
         session["renewed"] = today
-    return owner
 
 
 def owned_conversation_or_404(public_id: str) -> Conversation:
     """Every route that touches a conversation goes through here: other owners get 404."""
-    conversation = queries.find_conversation(current_owner(create=False), public_id)
+    conversation = queries.find_conversation(current_owner(), public_id)
     if conversation is None:
         abort(404, description="This conversation doesn't exist, or it isn't yours.")
     return conversation
@@ -115,7 +123,7 @@ def render_chat(
 @bp.get("/")
 def index() -> tuple[str, int]:
     """The conversation this browser had open, or an empty one (created by its first message)."""
-    conversation = queries.find_conversation(current_owner(create=False), session.get("current"))
+    conversation = queries.find_conversation(current_owner(), session.get("current"))
     return render_chat(conversation)
 
 
@@ -174,13 +182,16 @@ def _turn(conversation: Conversation | None) -> Any:
                 raise TurnRefused("There is nothing to retry here.", 409)
             turn = turns.begin_retry(conversation, reply_id, settings())
         else:
-            turn = turns.begin_turn(current_owner() or "", conversation, content, settings())
+            owner = current_owner() or secrets.token_urlsafe(24)
+            turn = turns.begin_turn(owner, conversation, content, settings())
     except TurnRefused as refused:
         if is_htmx():
             return render_template("chat/_composer_error.html", error=refused.message), refused.status
         return render_chat(conversation, error=refused.message, draft=content, status=refused.status)
 
-    if session.get("current") != turn.conversation.public_id:
+    if retry is None:
+        remember(owner, turn.conversation.public_id)
+    elif session.get("current") != turn.conversation.public_id:
         session["current"] = turn.conversation.public_id
     if is_htmx():
         return _stream(turn, retried=retry is not None)
