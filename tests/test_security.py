@@ -1,0 +1,164 @@
+"""Safe in front of the public: headers on every response, requests from other sites refused
+before they touch the session, sessions issued only by an accepted message, strict production."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from chatbot.extensions import db
+from chatbot.models import SessionRecord
+
+from .helpers import HX, all_conversations, all_messages, conversation_id_from, message_url, send
+
+
+def session_rows(app) -> int:
+    with app.app_context():
+        return db.session.execute(select(func.count()).select_from(SessionRecord)).scalar_one()
+
+
+# --- headers ---------------------------------------------------------------------------------
+
+
+def _responses(app, client):
+    cid = conversation_id_from(send(client, "hello"))
+    yield "page", client.get(f"/c/{cid}")
+    yield "partial", client.get(message_url(cid, 2), headers=HX)
+    yield "stream", client.post(f"/c/{cid}/messages", data={"content": "more"}, headers=HX, buffered=True)
+    yield "error page", client.get("/c/nope")
+    yield "htmx error", client.post("/c", data={"content": ""}, headers=HX)
+    yield "static", client.get("/static/js/chat.js")
+
+
+def test_every_kind_of_response_carries_the_security_headers(app, client, fake_openai):
+    for kind, response in _responses(app, client):
+        csp = response.headers.get("Content-Security-Policy", "")
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, kind
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, kind
+        assert "script-src 'self'" in csp and "object-src 'none'" in csp, kind
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", kind
+        assert response.headers.get("Referrer-Policy") == "same-origin", kind
+        assert "camera=()" in response.headers.get("Permissions-Policy", ""), kind
+        assert "Strict-Transport-Security" not in response.headers, kind  # not over plain HTTP in dev
+
+
+def test_production_adds_hsts_and_a_host_only_secure_cookie(app_factory, openai_config, fake_openai):
+    app = app_factory(**openai_config, PRODUCTION=True, SECRET_KEY="k" * 40)
+    client = app.test_client()
+    response = send(client, "hello")
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-chatbot_session=")
+    assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie and "HttpOnly" in cookie
+
+
+# --- other sites -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain or another port
+        {"Origin": "https://evil.example"},  # a browser without fetch metadata
+    ],
+    ids=["cross-site", "same-site", "foreign-origin"],
+)
+def test_state_changing_requests_from_other_sites_are_refused_untouched(app, client, fake_openai, headers):
+    cid = conversation_id_from(send(client, "mine"))
+    cookie = client.get_cookie("chatbot_session").value
+    before = [(m.id, m.status, m.content) for m in all_messages(app)]
+    stranger = app.test_client()  # a visitor with no session, posting from the other site
+    attempts = [
+        (client, "/c", {"content": "planted"}),
+        (client, f"/c/{cid}/messages", {"content": "planted"}),
+        (client, f"/c/{cid}/messages", {"retry": "2"}),
+        (client, message_url(cid, 2, "stop"), {}),
+        (client, "/new", {}),
+        (stranger, "/c", {"content": "planted"}),
+    ]
+    for who, path, form in attempts:
+        for extra in ({}, HX):
+            response = who.post(path, data=form, headers={**headers, **extra})
+            assert response.status_code == 403, path
+            assert "came from another website" in response.get_data(as_text=True)
+            assert "Set-Cookie" not in response.headers, path
+    assert [(m.id, m.status, m.content) for m in all_messages(app)] == before
+    assert client.get_cookie("chatbot_session").value == cookie
+    assert stranger.get_cookie("chatbot_session") is None
+    assert session_rows(app) == 1
+    # the same requests from the page itself still work
+    same = {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
+    assert client.post(f"/c/{cid}/messages", data={"content": "ok"}, headers={**same, **HX}).status_code == 200
+
+
+def test_a_refused_message_creates_no_session_and_sets_no_cookie(app, fake_openai):
+    for content in ("", "   ", "x" * 9000):
+        client = app.test_client()
+        response = send(client, content)
+        assert response.status_code == 422
+        assert "Set-Cookie" not in response.headers
+        assert client.get_cookie("chatbot_session") is None
+    assert session_rows(app) == 0 and all_conversations(app) == []
+
+
+def test_the_session_id_is_rotated_when_the_owner_is_issued(app, fake_openai):
+    """A session id planted in the visitor's browser (with no owner yet) is not the one that ends
+    up holding their conversations."""
+    planter = app.test_client()
+    planter.post("/new")  # a session with nothing in it stores nothing...
+    assert session_rows(app) == 0
+    with app.app_context():  # ...so plant one as an attacker would, with a row of their own
+        iface = app.session_interface
+        planted_sid = "planted-session-id-0123456789abcdef"
+        db.session.add(
+            SessionRecord(
+                session_id="session:" + planted_sid,
+                data=iface.serializer.encode({"current": "nothing"}),
+                expiry=datetime(2100, 1, 1),
+            )
+        )
+        db.session.commit()
+    victim = app.test_client()
+    victim.set_cookie("chatbot_session", planted_sid)
+    assert victim.get("/").status_code == 200  # the planted session is read: it is valid
+    send(victim, "my private question")
+    assert victim.get_cookie("chatbot_session").value != planted_sid
+    with app.app_context():
+        rows = db.session.execute(select(SessionRecord.session_id)).scalars().all()
+    assert "session:" + planted_sid not in rows
+
+
+# --- production settings -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "on"), [("no", False), ("off", False), ("0", False), ("YES", True)])
+def test_production_flag_is_parsed_strictly(app_factory, monkeypatch, text, on):
+    monkeypatch.setenv("CHATBOT_PRODUCTION", text)
+    monkeypatch.setenv("SECRET_KEY", "s" * 40)
+    assert app_factory().config["PRODUCTION"] is on
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CHATBOT_PRODUCTION": "maybe"}, "PRODUCTION must be true or false"),
+        ({"CHATBOT_PRODUCTION": "true"}, "SECRET_KEY must be set"),
+        ({"CHATBOT_PRODUCTION": "true", "SECRET_KEY": "short"}, "at least 32 characters"),
+    ],
+)
+def test_production_refuses_to_start_unsafe(app_factory, monkeypatch, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=message):
+        app_factory()
+
+
+def test_production_refuses_the_development_key(app_factory, monkeypatch):
+    dev_key = app_factory().config["SECRET_KEY"]  # made once into instance/secret_key
+    monkeypatch.setenv("CHATBOT_PRODUCTION", "true")
+    monkeypatch.setenv("SECRET_KEY", dev_key)
+    with pytest.raises(RuntimeError, match="not the development key"):
+        app_factory()
