@@ -4,6 +4,7 @@ fake OpenAI server: what a user sees when sending, streaming, stopping, retrying
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 from playwright.sync_api import expect
@@ -31,6 +32,12 @@ def chat(page, live_server):
     """The chat page, opened fresh; ``chat.page_errors`` collects uncaught JS exceptions only."""
     page.page_errors = []
     page.on("pageerror", lambda exc: page.page_errors.append(str(exc)))
+    # every Content-Security-Policy violation the page reports, whatever the console says
+    page.add_init_script(
+        "window.__csp = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
     page.goto(live_server.url + "/")
     expect(page.locator("form#composer")).to_be_visible()
     page.wait_for_load_state("load")  # deferred scripts (htmx, chat.js) have run
@@ -53,6 +60,7 @@ def send_with_enter(page, text: str) -> None:
 
 def assert_no_js_errors(page, allow_422: bool = False, allow_4xx: bool = False) -> None:
     assert page.page_errors == [], page.page_errors
+    assert page.evaluate("window.__csp") == [], "CSP violations"
     console = [
         e for e in page.js_errors if not (allow_422 and "422" in e) and not (allow_4xx and "status of 4" in e)
     ]
@@ -341,3 +349,51 @@ def test_a_second_tab_cannot_start_a_turn_while_a_reply_is_live(chat, live_serve
         ["First question", "A long answer please", "Me too, from the other tab"]
     )
     assert_no_js_errors(page, allow_4xx=True)
+
+
+ATTACK_PAGE = """<!doctype html><title>win a phone</title>
+<form id="f" method="post" action="{target}"><input name="content" value="planted by another site"></form>
+<script>
+fetch("{target}", {{method: "POST", credentials: "include", mode: "no-cors",
+  headers: {{"HX-Request": "true", "Content-Type": "application/x-www-form-urlencoded"}},
+  body: "content=planted+by+fetch"}}).finally(() => document.getElementById("f").submit());
+</script>"""
+
+
+@pytest.mark.parametrize("origin", ["localhost", "127.0.0.1"], ids=["cross-site", "same-site-other-port"])
+def test_a_page_on_another_origin_cannot_post_into_the_visitors_chat(chat, live_server, fake_openai, origin):
+    """The visitor has a conversation; a page elsewhere (another site, or another port of this
+    host) makes their browser post into it with their cookie: refused, nothing changes."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    page = chat
+    send_with_enter(page, "My own question")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    address = page.url
+    cookie = [c for c in page.context.cookies() if c["name"] == "chatbot_session"][0]["value"]
+    target = address + "/messages"
+
+    class Attack(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = ATTACK_PAGE.format(target=target).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    evil = ThreadingHTTPServer(("127.0.0.1", 0), Attack)
+    threading.Thread(target=evil.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        page.goto(f"http://{origin}:{evil.server_address[1]}/")
+        expect(page.locator("body")).to_contain_text("came from another website")
+    finally:
+        evil.shutdown()
+        evil.server_close()
+    assert len(fake_openai.requests) == 1  # no model call was made for the planted messages
+    page.goto(address)
+    expect(page.locator(USER).locator(".message-body")).to_have_text(["My own question"])
+    assert [c for c in page.context.cookies() if c["name"] == "chatbot_session"][0]["value"] == cookie
