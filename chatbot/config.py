@@ -35,6 +35,13 @@ class Defaults:
     # History sent per turn: a cost and speed cap, in (estimated) tokens.
     HISTORY_TOKENS = 16_000
     MAX_MESSAGE_CHARS = 8_000
+    # Limits that keep one browser from filling the database.
+    MAX_CONVERSATIONS_PER_OWNER = 500
+    MAX_MESSAGES_PER_CONVERSATION = 10_000
+    # Request bodies: a message form is small. MAX_CONTENT_LENGTH defaults to room for the longest
+    # message (percent-encoded, 12 bytes a character at worst) plus the form's other fields.
+    MAX_CONTENT_LENGTH: int | None = None
+    MAX_FORM_PARTS = 20
     # A conversation page shows this many of the newest messages; older ones load on demand.
     PAGE_MESSAGES = 50
     # Streaming: flush text to the browser at least this often, and say "still here" when idle.
@@ -100,6 +107,16 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     if uri.startswith("postgresql://"):
         uri = "postgresql+psycopg://" + uri[len("postgresql://") :]
     app.config["SQLALCHEMY_DATABASE_URI"] = uri
+
+    if app.config["MAX_CONTENT_LENGTH"] is None:
+        app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_MESSAGE_CHARS"]) * 12 + 4096
+    app.config["MAX_FORM_MEMORY_SIZE"] = app.config["MAX_CONTENT_LENGTH"]
+    # A failed statement's log line names the statement, never its values (message text, owner
+    # tokens, session ids).
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        "hide_parameters": True,
+        **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
+    }
 
     for key, default in vars(Defaults).items():  # "no" must not read as true
         if isinstance(default, bool):

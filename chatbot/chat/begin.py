@@ -4,14 +4,16 @@ conversation; ``turns.run`` does the rest."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import String, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..extensions import db
+from ..extensions import db, rowcount
 from ..models import (
     DEFAULT_TITLE,
     Conversation,
@@ -19,6 +21,7 @@ from ..models import (
     Message,
     MessageRecord,
     Status,
+    UTCDateTime,
     db_clock,
     new_public_id,
     utcnow,
@@ -52,6 +55,8 @@ class Settings:
     keepalive_seconds: float
     lease_seconds: float
     save_seconds: float
+    max_conversations: int
+    max_messages: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -63,6 +68,8 @@ class Settings:
             keepalive_seconds=float(config["STREAM_KEEPALIVE_SECONDS"]),
             lease_seconds=float(config["STREAM_LEASE_SECONDS"]),
             save_seconds=float(config["REPLY_SAVE_SECONDS"]),
+            max_conversations=int(config["MAX_CONVERSATIONS_PER_OWNER"]),
+            max_messages=int(config["MAX_MESSAGES_PER_CONVERSATION"]),
         )
 
 
@@ -78,9 +85,21 @@ class Turn:
 # --- starting a turn -----------------------------------------------------------------------
 
 
+# Control characters other than newline and tab are stripped from messages (PostgreSQL refuses
+# NUL; the rest would only garble the page or a terminal). Letters in any script, emoji and
+# punctuation count as visible; spaces, zero-width and format characters, and lone combining
+# marks don't.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
+
+
 def clean_content(content: str | None, max_chars: int) -> str:
-    text = (content or "").strip()
-    if not text:
+    """The message as saved: line endings as a browser counts them (CRLF is one character),
+    control characters stripped, outer whitespace trimmed; refused if nothing visible is left or
+    it is too long."""
+    text = (content or "").replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub("", text).strip()
+    if not any(not ch.isspace() and unicodedata.category(ch) not in _INVISIBLE for ch in text):
         raise TurnRefused("Please type a message first.")
     if len(text) > max_chars:
         raise TurnRefused(
@@ -90,22 +109,37 @@ def clean_content(content: str | None, max_chars: int) -> str:
 
 
 _c, _m = Conversation.__table__.c, Message.__table__.c
+# The limits ride on the writes themselves (no extra query per turn): a new conversation is
+# inserted only while its owner has fewer than the most allowed, and a conversation is touched
+# (then given two messages) only while it has room for them.
+_OWNED = (
+    select(func.count()).select_from(Conversation.__table__).where(_c.owner == bindparam("owner"))
+).scalar_subquery()
 _NEW_CONVERSATION = (
     insert(Conversation.__table__)
-    .values(
-        public_id=bindparam("public_id"),
-        owner=bindparam("owner"),
-        title=bindparam("title"),
-        created_at=bindparam("now"),
-        updated_at=bindparam("now"),
+    .from_select(
+        ["public_id", "owner", "title", "created_at", "updated_at"],
+        select(
+            bindparam("public_id", type_=String()),
+            bindparam("owner", type_=String()),
+            bindparam("title", type_=String()),
+            bindparam("now", type_=UTCDateTime()),
+            bindparam("now", type_=UTCDateTime()),
+        ).where(bindparam("max_conversations") > _OWNED),
     )
     .returning(_c.id)
 )
+_HELD = (
+    select(func.count())
+    .select_from(Message.__table__)
+    .where(_m.conversation_id == bindparam("conversation_id"))
+).scalar_subquery()
 _TOUCH = (
     update(Conversation.__table__)
     .where(_c.id == bindparam("conversation_id"))
     .values(updated_at=bindparam("now"), title=bindparam("title"))
 )
+_TOUCH_WITH_ROOM = _TOUCH.where(bindparam("max_messages") >= _HELD + 2)
 _NEW_MESSAGE = (
     insert(Message.__table__)
     .values(
@@ -173,12 +207,39 @@ def _insert_turn(owner: str, conversation: Conversation | None, text: str, setti
     if conversation is None:
         ref = ConversationRef(0, new_public_id(), title_from(text))
         cid = conn.execute(
-            _NEW_CONVERSATION, {"public_id": ref.public_id, "owner": owner, "title": ref.title, "now": now}
-        ).scalar_one()
+            _NEW_CONVERSATION,
+            {
+                "public_id": ref.public_id,
+                "owner": owner,
+                "title": ref.title,
+                "now": now,
+                "max_conversations": settings.max_conversations,
+            },
+        ).scalar()
+        if cid is None:
+            db.session.rollback()
+            raise TurnRefused(
+                f"You have reached the limit of {settings.max_conversations:,} conversations. "
+                "Please continue one of them."
+            )
         ref = ConversationRef(cid, ref.public_id, ref.title)
     else:
         title = title_from(text) if conversation.title == DEFAULT_TITLE else conversation.title
-        conn.execute(_TOUCH, {"conversation_id": conversation.id, "now": now, "title": title})
+        room = conn.execute(
+            _TOUCH_WITH_ROOM,
+            {
+                "conversation_id": conversation.id,
+                "now": now,
+                "title": title,
+                "max_messages": settings.max_messages,
+            },
+        )
+        if rowcount(room) != 1:
+            db.session.rollback()
+            raise TurnRefused(
+                f"This conversation has reached its limit of {settings.max_messages:,} messages. "
+                "Please start a new conversation."
+            )
         ref = ConversationRef(conversation.id, conversation.public_id, title)
     user_id: int = conn.execute(
         _NEW_MESSAGE, {"conversation_id": ref.id, "content": text, "now": now}
