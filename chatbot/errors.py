@@ -15,6 +15,11 @@ bp = Blueprint("errors", __name__)
 @bp.app_errorhandler(HTTPException)
 def http_error(error: HTTPException) -> tuple[str, int]:
     code = error.code or 500
+    if code == 413:  # never echo what was sent: it may be megabytes
+        error.description = (
+            f"That was too much to send at once. A message can be up to "
+            f"{current_app.config['MAX_MESSAGE_CHARS']:,} characters."
+        )
     if code >= 500:
         db.session.rollback()  # whatever failed must not leave a broken transaction behind
     if request.headers.get("HX-Request") == "true":  # lands in the composer's error line

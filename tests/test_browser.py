@@ -370,7 +370,7 @@ def test_a_page_on_another_origin_cannot_post_into_the_visitors_chat(chat, live_
     send_with_enter(page, "My own question")
     expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
     address = page.url
-    cookie = [c for c in page.context.cookies() if c["name"] == "chatbot_session"][0]["value"]
+    cookie = next(c for c in page.context.cookies() if c["name"] == "chatbot_session")["value"]
     target = address + "/messages"
 
     class Attack(BaseHTTPRequestHandler):
@@ -396,4 +396,4 @@ def test_a_page_on_another_origin_cannot_post_into_the_visitors_chat(chat, live_
     assert len(fake_openai.requests) == 1  # no model call was made for the planted messages
     page.goto(address)
     expect(page.locator(USER).locator(".message-body")).to_have_text(["My own question"])
-    assert [c for c in page.context.cookies() if c["name"] == "chatbot_session"][0]["value"] == cookie
+    assert next(c for c in page.context.cookies() if c["name"] == "chatbot_session")["value"] == cookie

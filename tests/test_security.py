@@ -91,7 +91,9 @@ def test_state_changing_requests_from_other_sites_are_refused_untouched(app, cli
     assert session_rows(app) == 1
     # the same requests from the page itself still work
     same = {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
-    assert client.post(f"/c/{cid}/messages", data={"content": "ok"}, headers={**same, **HX}).status_code == 200
+    assert (
+        client.post(f"/c/{cid}/messages", data={"content": "ok"}, headers={**same, **HX}).status_code == 200
+    )
 
 
 def test_a_refused_message_creates_no_session_and_sets_no_cookie(app, fake_openai):

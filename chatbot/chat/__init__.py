@@ -24,7 +24,8 @@ def inject_assistant() -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     live.init_app(app)
+    app.url_map.converters["id"] = views.IdConverter
     app.register_blueprint(bp)
 
 
-from . import views  # noqa: E402,F401  (routes register themselves on ``bp``)
+from . import views  # noqa: E402  (routes register themselves on ``bp``)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -9,10 +10,13 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..models import Conversation, Message
 
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
 
 def find_conversation(owner: str | None, public_id: str | None) -> Conversation | None:
-    """The owner's conversation with this public id, or None (also for anyone else's)."""
-    if not public_id or not owner:
+    """The owner's conversation with this public id, or None (also for anyone else's, and for an
+    id that can't be one: never a query with a NUL or a megabyte in it)."""
+    if not public_id or not owner or not _PUBLIC_ID.fullmatch(public_id):
         return None
     return db.session.execute(
         select(Conversation).where(Conversation.public_id == public_id, Conversation.owner == owner)

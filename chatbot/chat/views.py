@@ -27,6 +27,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from werkzeug.routing import BaseConverter, ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..llm import get_provider
@@ -37,8 +38,20 @@ from .pump import Heartbeat
 from .turns import Delta, Finished, Settings, TurnRefused
 
 MAX_ID = 2**31 - 1  # ids fit a 32-bit integer on every database
-ID = f"int(max={MAX_ID})"
 _DIGITS = re.compile(r"[0-9]{1,10}")
+
+
+class IdConverter(BaseConverter):
+    """``<id:name>``: an id in a path, ASCII digits within range (werkzeug's ``int`` takes any
+    Unicode digit); anything else is a 404."""
+
+    regex = r"[0-9]{1,10}"
+
+    def to_python(self, value: str) -> int:
+        number = _id(value)
+        if number is None:
+            raise ValidationError()
+        return number
 
 
 # --- the browser's identity and its conversations ------------------------------------------
@@ -173,6 +186,8 @@ def send(public_id: str) -> Any:
 
 
 def _turn(conversation: Conversation | None) -> Any:
+    if request.files:
+        abort(400, description="Files can't be sent with a message.")
     content = request.form.get("content", "")
     retry = request.form.get("retry")
     try:
@@ -200,7 +215,7 @@ def _turn(conversation: Conversation | None) -> Any:
     return redirect(url_for("chat.show", public_id=turn.conversation.public_id), 303)
 
 
-@bp.post(f"/c/<public_id>/messages/<{ID}:message_id>/stop")
+@bp.post("/c/<public_id>/messages/<id:message_id>/stop")
 def stop(public_id: str, message_id: int) -> Any:
     """Ask the running reply to stop, wherever it runs; it is saved as stopped and ends its stream."""
     conversation, _ = owned_message_or_404(public_id, message_id)
@@ -213,7 +228,7 @@ def stop(public_id: str, message_id: int) -> Any:
     return redirect(url_for("chat.show", public_id=conversation.public_id), 303)
 
 
-@bp.get(f"/c/<public_id>/messages/<{ID}:message_id>")
+@bp.get("/c/<public_id>/messages/<id:message_id>")
 def message(public_id: str, message_id: int) -> str:
     """One message as it is now: a page opened while a reply is written polls this until it ends."""
     conversation, found = owned_message_or_404(public_id, message_id)
