@@ -38,6 +38,7 @@ class Defaults:
     # Limits that keep one browser from filling the database.
     MAX_CONVERSATIONS_PER_OWNER = 500
     MAX_MESSAGES_PER_CONVERSATION = 10_000
+    MAX_LIVE_REPLIES_PER_OWNER = 3  # replies being written at once for one browser
     # Request bodies: a message form is small. MAX_CONTENT_LENGTH defaults to room for the longest
     # message (percent-encoded, 12 bytes a character at worst) plus the form's other fields.
     MAX_CONTENT_LENGTH: int | None = None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from chatbot.chat import replies, turns
 from chatbot.chat.live import LiveReplies, live_replies
@@ -612,7 +612,7 @@ def test_a_reply_whose_lease_still_runs_cannot_be_retried(make_app):
 
 
 def test_sweep_marks_only_expired_live_replies_interrupted(make_app):
-    app = make_app()
+    app = make_app(MAX_LIVE_REPLIES_PER_OWNER=4)  # four live at once, from one owner
     with app.app_context():
         env = Env(app)
         dead = env.begin("first")  # its turn died
@@ -898,3 +898,20 @@ def test_text_keeps_flowing_while_the_ticker_waits_on_a_busy_database(make_app, 
     assert "".join(deltas) == "start " + "".join(words)
     assert finished is not None and finished.reply.status == "complete"
     assert row(app, turn.reply.id).content == "start " + "".join(words)
+
+
+def test_an_owner_has_at_most_a_few_replies_live_at_once(make_app):
+    app = make_app(MAX_LIVE_REPLIES_PER_OWNER=2)
+    with app.app_context():
+        env = Env(app)
+        first, _ = env.begin("one"), env.begin("two")
+        before = db.session.execute(select(func.count()).select_from(Message)).scalar_one()
+        with pytest.raises(TurnRefused) as refused:
+            env.begin("three")
+        assert refused.value.status == 429 and "2 replies being written" in refused.value.message
+        assert db.session.execute(select(func.count()).select_from(Message)).scalar_one() == before
+        assert db.session.execute(select(func.count()).select_from(Conversation)).scalar_one() == 2
+        other = turns.begin_turn("someone-else", None, "mine", env.settings)  # others are not held up
+        assert other.reply.status == "streaming"
+        assert replies.finish(first.lease, "complete", {}, give_up_after=1.0) is replies.Saved.SAVED
+        assert env.begin("three").reply.status == "streaming"  # one ended: room again

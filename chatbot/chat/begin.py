@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, insert, select, update
+from sqlalchemy import JSON, Float, Integer, String, bindparam, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db, rowcount
 from ..models import (
     DEFAULT_TITLE,
+    LIVE,
     Conversation,
     ConversationRef,
     Message,
@@ -57,6 +58,7 @@ class Settings:
     save_seconds: float
     max_conversations: int
     max_messages: int
+    max_live: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -70,6 +72,7 @@ class Settings:
             save_seconds=float(config["REPLY_SAVE_SECONDS"]),
             max_conversations=int(config["MAX_CONVERSATIONS_PER_OWNER"]),
             max_messages=int(config["MAX_MESSAGES_PER_CONVERSATION"]),
+            max_live=int(config["MAX_LIVE_REPLIES_PER_OWNER"]),
         )
 
 
@@ -153,17 +156,36 @@ _NEW_MESSAGE = (
     )
     .returning(_m.id)
 )
+# ...and the reply only while its owner has fewer live replies than allowed (each is a paid
+# model call and a held stream).
+_LIVE_OWNED = (
+    select(func.count())
+    .select_from(Message.__table__.join(Conversation.__table__, _m.conversation_id == _c.id))
+    .where(_c.owner == bindparam("owner"), _m.status.in_(LIVE))
+).scalar_subquery()
 _NEW_REPLY = (
     insert(Message.__table__)
-    .values(
-        conversation_id=bindparam("conversation_id"),
-        content="",
-        is_user=False,
-        status=Status.STREAMING.value,
-        timestamp=bindparam("now"),
-        attempt=1,
-        metadata={},
-        lease_until=db_clock() + bindparam("lease"),
+    .from_select(
+        [
+            "conversation_id",
+            "content",
+            "is_user",
+            "status",
+            "timestamp",
+            "attempt",
+            "metadata",
+            "lease_until",
+        ],
+        select(
+            bindparam("conversation_id", type_=Integer()),
+            literal(""),
+            literal(False),
+            literal(Status.STREAMING.value),
+            bindparam("now", type_=UTCDateTime()),
+            literal(1),
+            literal({}, type_=JSON()),
+            db_clock() + bindparam("lease", type_=Float()),
+        ).where(_LIVE_OWNED < bindparam("max_live")),
     )
     .returning(_m.id)
 )
@@ -244,9 +266,23 @@ def _insert_turn(owner: str, conversation: Conversation | None, text: str, setti
     user_id: int = conn.execute(
         _NEW_MESSAGE, {"conversation_id": ref.id, "content": text, "now": now}
     ).scalar_one()
-    reply_id: int = conn.execute(
-        _NEW_REPLY, {"conversation_id": ref.id, "now": now, "lease": settings.lease_seconds}
-    ).scalar_one()
+    reply_id: int | None = conn.execute(
+        _NEW_REPLY,
+        {
+            "conversation_id": ref.id,
+            "now": now,
+            "lease": settings.lease_seconds,
+            "owner": owner,
+            "max_live": settings.max_live,
+        },
+    ).scalar()
+    if reply_id is None:
+        db.session.rollback()
+        raise TurnRefused(
+            f"You already have {settings.max_live} replies being written. "
+            "Please wait for one to finish, then send again.",
+            429,
+        )
     db.session.commit()
     return Turn(
         conversation=ref,
