@@ -21,7 +21,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    os.makedirs(app.instance_path, exist_ok=True)
+    # The instance folder holds the database, its session ids and the development secret: only
+    # this user may enter it when the app makes it.
+    os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
 
     from . import chat, cli, config, database, errors, llm, logs, rendering, security, sessions
 

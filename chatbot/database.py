@@ -119,10 +119,25 @@ def _use_wal() -> None:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
+def _sqlite_file(production: bool) -> None:
+    """A new SQLite file is made readable by this user only (its journal files follow its mode);
+    in production, a file the app can't write is a refusal to start, said plainly."""
+    path = db.engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    if production and not (os.access(path, os.W_OK) and os.access(os.path.dirname(path) or ".", os.W_OK)):
+        raise RuntimeError(f"The database {path} (or its folder) is not writable by this user.")
+
+
 def prepare() -> str | None:
     """On start: WAL for a SQLite file, and the schema up to date; says what it did, if anything."""
     with _schema_lock():
         if db.engine.dialect.name == "sqlite":
+            _sqlite_file(bool(current_app.config["PRODUCTION"]))
             _use_wal()
         return None if schema_ready() else _upgrade()
 
