@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import timedelta
+from typing import Any
 
 import click
-from flask import Flask
-from flask.cli import AppGroup
+import openai
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy.engine import make_url
 
 from .chat import queries
 from .chat.conversations import delete_conversations
+from .config import Defaults
+from .database import current_revision, head_revision
+from .extensions import db
+from .llm import get_provider
+from .llm.openai_provider import explain_failure
 from .models import utcnow
 
 conversations = AppGroup("conversations", help="List and reset saved conversations.")
 
 _AGE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def printable(text: str) -> str:
+    """User text made safe for a terminal: control, escape, format (bidi) characters dropped."""
+    return "".join(ch for ch in text if ch == " " or unicodedata.category(ch)[0] not in ("C", "Z"))
 
 
 def parse_age(text: str) -> timedelta:
@@ -37,7 +51,7 @@ def list_command() -> None:
     click.echo(f"{'ID':<14} {'MESSAGES':>8}  {'UPDATED (UTC)':<16}  TITLE")
     for conversation, n in rows:
         updated = conversation.updated_at.strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{conversation.public_id:<14} {n:>8}  {updated:<16}  {conversation.title}")
+        click.echo(f"{conversation.public_id:<14} {n:>8}  {updated:<16}  {printable(conversation.title)}")
 
 
 @conversations.command("reset")
@@ -74,5 +88,77 @@ def reset_command(everything: bool, ids: tuple[str, ...], older_than: str | None
     click.echo(f"Removed {n} conversation(s) and {n_messages} message(s): {what}.")
 
 
+SECRETS = ("SECRET_KEY", "OPENAI_API_KEY")
+
+
+def _shown(key: str, value: Any) -> str:
+    if key in SECRETS:
+        return "set" if value else "not set"
+    if key in ("SQLALCHEMY_DATABASE_URI", "REDIS_URL") and value:
+        return make_url(str(value)).render_as_string(hide_password=True)
+    return repr(value)
+
+
+@click.command("check")
+@with_appcontext
+def check_command() -> None:
+    """Print the effective configuration (secrets masked), then test the database, the model's
+    server and Redis (when configured). Exits non-zero on any problem."""
+    app = current_app
+    keys = sorted({*vars(Defaults), "SQLALCHEMY_DATABASE_URI", "REDIS_URL"} - {"SQLALCHEMY_ENGINE_OPTIONS"})
+    click.echo("Configuration:")
+    for key in keys:
+        if not key.startswith("_"):
+            click.echo(f"  {key} = {_shown(key, app.config.get(key))}")
+    problems = [problem for problem in (_check_database(), _check_model(), _check_redis()) if problem]
+    click.echo("All good." if not problems else f"{len(problems)} problem(s).")
+    if problems:
+        raise SystemExit(1)
+
+
+def _report(what: str, problem: str | None, ok: str = "ok") -> str | None:
+    click.echo(f"{what}: {ok if problem is None else 'PROBLEM: ' + problem}")
+    return problem
+
+
+def _check_database() -> str | None:
+    try:
+        with db.engine.connect() as conn:
+            revision = current_revision(conn)
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return _report("database", f"can't connect ({type(exc).__name__}: {exc})")
+    if revision != head_revision():
+        return _report("database", f"schema at {revision}, not {head_revision()}: run flask db upgrade")
+    return _report("database", None, f"ok, schema at {revision}")
+
+
+def _check_model() -> str | None:
+    provider = get_provider(current_app)
+    if provider.name != "openai":
+        return _report("model", None, f"ok, the {provider.label} answers (no API key set)")
+    client = provider.client.with_options(timeout=10.0, max_retries=0)  # type: ignore[attr-defined]
+    try:
+        client.models.list()
+    except openai.NotFoundError:
+        pass  # some OpenAI-compatible servers have no /models: reachable is enough
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return _report("model", f"{provider.model} at {client.base_url}: {explain_failure(exc).reason}")
+    return _report("model", None, f"ok, {provider.model} at {client.base_url}")
+
+
+def _check_redis() -> str | None:
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        return None
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return _report("redis", f"{_shown('REDIS_URL', url)}: {type(exc).__name__}")
+    return _report("redis", None)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(conversations)
+    app.cli.add_command(check_command)

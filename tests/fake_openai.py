@@ -74,6 +74,12 @@ class FakeOpenAI:
             def do_POST(self):
                 fake._handle(self)
 
+            def do_GET(self):  # the model list, as `flask check` asks for it
+                if self.path.rstrip("/") != "/v1/models":
+                    return fake._json(self, 404, {"error": {"message": "not found"}})
+                models = [{"id": "ft:gpt-4.1-nano:acme", "object": "model", "owned_by": "acme"}]
+                fake._json(self, 200, {"object": "list", "data": models})
+
             def setup(self):
                 super().setup()
                 # no Nagle: small writes go out at once, as from a real API's front end

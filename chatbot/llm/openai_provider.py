@@ -27,7 +27,7 @@ from .cancellable import Call, CallCancelled, OpenAI, http_client, tracked
 log = logging.getLogger(__name__)
 
 
-def _reason(exc: Exception) -> ProviderError:
+def explain_failure(exc: Exception) -> ProviderError:
     """A short, plain explanation of a failed call; never the key or a traceback."""
     if isinstance(exc, openai.APITimeoutError):
         return ProviderError("The assistant took too long to answer.", "timeout")
@@ -128,7 +128,7 @@ class _OpenAIReply:
         except Exception as exc:  # noqa: BLE001 - mapped to a plain reason
             if self._call.cancelled:
                 return
-            err = _reason(exc)
+            err = explain_failure(exc)
             log.warning("model call failed before the reply: %s (%s)", err.kind, type(exc).__name__)
             raise err from None
         finished = False
