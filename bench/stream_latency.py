@@ -38,6 +38,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def csrf_token(page: str) -> str:
+    """The page's CSRF token (every POST carries it, as the page's own requests do)."""
+    return page.split('name="csrf-token" id="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -65,6 +70,10 @@ def main() -> None:
         OPENAI_API_KEY="sk-bench",
         OPENAI_BASE_URL=fake.url,
         CHATBOT_OPENAI_MAX_RETRIES="0",
+        # limits checked as in production, but set out of the bench's way
+        CHATBOT_RATELIMIT_MESSAGES_PER_OWNER="1000000/minute",
+        CHATBOT_RATELIMIT_MESSAGES_PER_IP="1000000/minute",
+        CHATBOT_RATELIMIT_NEW_SESSIONS_PER_IP="1000000/minute",
         GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_ACCESS_LOG="/dev/null",
         WEB_CONCURRENCY="1",
@@ -86,7 +95,7 @@ def main() -> None:
             except requests.ConnectionError:
                 time.sleep(0.1)
         session = requests.Session()
-        session.get(base + "/")
+        token = csrf_token(session.get(base + "/").text)
         first_overheads, chunk_overheads, totals, chunk_counts = [], [], [], []
         conversation = ""
         for turn in range(args.turns + 2):  # two warm-up turns
@@ -95,7 +104,10 @@ def main() -> None:
             start = time.perf_counter()
             url = f"{base}/c/{conversation}/messages" if conversation else f"{base}/c"
             response = session.post(
-                url, data={"content": f"question {turn}"}, headers={"HX-Request": "true"}, stream=True
+                url,
+                data={"content": f"question {turn}"},
+                headers={"HX-Request": "true", "X-CSRF-Token": token},
+                stream=True,
             )
             first_text = last = None
             chunks = 0
@@ -107,6 +119,8 @@ def main() -> None:
                 if line.startswith("data: /c/"):
                     conversation = line.rsplit("/", 1)[1]
                 last = now
+            if turn == 0:  # the first message issued this browser's owner: the page has a new token
+                token = csrf_token(session.get(f"{base}/c/{conversation}").text)
             if turn < 2:
                 continue
             first_overheads.append((first_text - fake.first_token_sent[0]) * 1000)

@@ -66,6 +66,14 @@ def bare_app(db_path: str, base_url: str) -> Flask:
     return app
 
 
+LIMITS = ("RATELIMIT_MESSAGES_PER_OWNER", "RATELIMIT_MESSAGES_PER_IP", "RATELIMIT_NEW_SESSIONS_PER_IP")
+
+
+def csrf_token(page: str) -> str:
+    """The page's CSRF token (every POST carries it, as the page's own requests do)."""
+    return page.split('name="csrf-token" id="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
 def timed(fn, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -125,18 +133,29 @@ def main() -> None:
                 "OPENAI_API_KEY": "sk-bench",
                 "OPENAI_BASE_URL": fake_url,
                 "OPENAI_MAX_RETRIES": 0,
+                # limits checked as in production, but set out of the bench's way
+                **{key: "1000000/minute" for key in LIMITS},
+                **({"RATELIMIT_ENABLED": False} if os.environ.get("BENCH_NO_LIMITS") else {}),
             }
         )
         ours = app.test_client()
 
+        token = csrf_token(ours.get("/").get_data(as_text=True))
+
         def our_turn(conversation=""):
             url = f"/c/{conversation}/messages" if conversation else "/c"
-            r = ours.post(url, data={"content": "My battery drains fast"}, headers=HX, buffered=True)
+            r = ours.post(
+                url,
+                data={"content": "My battery drains fast"},
+                headers={**HX, "X-CSRF-Token": token},
+                buffered=True,
+            )
             assert r.status_code == 200 and b'data-status=\\"complete\\"' not in r.data
             return r
 
         first = our_turn()
         public_id = first.get_data(as_text=True).split("data: /c/", 1)[1].split("\n", 1)[0]
+        token = csrf_token(ours.get(f"/c/{public_id}").get_data(as_text=True))  # bound to the new owner
         for _ in range(20):  # warm up both
             bare.post("/turn", data={"content": "warm"})
             our_turn(public_id)

@@ -78,6 +78,10 @@ class Defaults:
     SESSION_REFRESH_EACH_REQUEST = False
     SESSION_CLEANUP_N_REQUESTS = 1000
 
+    # CSRF tokens: every state-changing request carries one; a page's token lasts this long.
+    CSRF_ENABLED = True
+    CSRF_TOKEN_SECONDS = 7 * 24 * 3600
+
     # Behind a reverse proxy: how many trusted proxies add X-Forwarded-For/-Proto/-Host (0: none,
     # the headers are ignored: anyone can send them).
     PROXY_HOPS = 0
@@ -85,6 +89,23 @@ class Defaults:
     # Production refuses to start without an explicit SECRET_KEY.
     PRODUCTION = False
     SECRET_KEY: str | None = None
+
+    # Rate limits (Flask-Limiter, see ratelimit.py): limit strings like "20/minute;500/day"; an
+    # empty string switches that one off. RATELIMIT_ENABLED=false switches them all off: for load
+    # benchmarks only.
+    RATELIMIT_ENABLED = True
+    RATELIMIT_MESSAGES_PER_OWNER = "20/minute;500/day"  # POST /c and /c/<id>/messages, retries too
+    RATELIMIT_MESSAGES_PER_IP = "60/minute;2000/day"  # the same messages, per client address
+    RATELIMIT_STOPS_PER_IP = "120/minute"
+    RATELIMIT_NEW_SESSIONS_PER_IP = "30/hour"  # first messages from browsers without a session
+    # Where the counts live: this process's memory, unless REDIS_URL (or Flask-Limiter's own
+    # RATELIMIT_STORAGE_URI) is set: then all workers and hosts share them.
+    REDIS_URL: str | None = None
+    RATELIMIT_STORAGE_URI: str | None = None
+    RATELIMIT_STRATEGY = "fixed-window"
+    RATELIMIT_KEY_PREFIX = "chatbot"
+    # While Redis is unreachable, count in each process's memory rather than fail every message.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
 
 
 def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
@@ -97,6 +118,8 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
             app.config[key] = os.environ[key]
     if os.environ.get("DATABASE_URL"):
         app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    if os.environ.get("REDIS_URL"):
+        app.config["REDIS_URL"] = os.environ["REDIS_URL"]
     if test_config:
         app.config.update(test_config)
 

@@ -7,11 +7,17 @@
   another site (``Sec-Fetch-Site: cross-site`` or ``same-site`` — a sibling subdomain or another
   port), or whose ``Origin`` is not this one, is refused with 403 before the session is read or
   written: it can't plant, replace or use the visitor's session.
+- It must also carry a CSRF token: the page's ``<meta name="csrf-token">`` (sent by htmx as the
+  ``X-CSRF-Token`` header) or the forms' hidden ``csrf_token`` field. The token is signed with
+  the secret key and bound to the browser's owner token (or to "no owner yet"), so it creates no
+  session for a visitor who only reads; the first accepted message issues the owner and the
+  stream hands the page a new token.
 """
 
 from __future__ import annotations
 
-from flask import Flask, abort, current_app, request
+from flask import Flask, abort, current_app, g, request, session
+from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
@@ -61,9 +67,38 @@ def refuse_other_sites() -> None:
         abort(403, description=CROSS_SITE)
 
 
+STALE = "This page is out of date (its security token has expired). Please reload it and try again."
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="chatbot.csrf")
+
+
+def csrf_token() -> str:
+    """This browser's CSRF token (one per request, bound to its owner token)."""
+    if "csrf_token" not in g:
+        g.csrf_token = _serializer().dumps(session.get("owner") or "")
+    token: str = g.csrf_token
+    return token
+
+
+def check_csrf() -> None:
+    if request.method in SAFE_METHODS or not current_app.config["CSRF_ENABLED"]:
+        return
+    token = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
+    try:
+        bound = _serializer().loads(token, max_age=int(current_app.config["CSRF_TOKEN_SECONDS"]))
+    except BadData:
+        abort(403, description=STALE)
+    if bound != (session.get("owner") or ""):
+        abort(403, description=STALE)
+
+
 def init_app(app: Flask) -> None:
     hops = int(app.config["PROXY_HOPS"])
     if hops:  # the client's address and scheme from this many trusted proxies, no more
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.before_request(refuse_other_sites)
+    app.before_request(check_csrf)
     app.after_request(add_headers)
+    app.add_template_global(csrf_token)

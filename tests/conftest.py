@@ -52,6 +52,12 @@ def make_app(tmp_path: Path, monkeypatch, **config):
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'chat.sqlite3'}",
         "OFFLINE_WORD_DELAY": 0.0,
+        # Tests post many messages from one client: limits stay out of their way, except in
+        # test_ratelimit.py, which turns them on (RATELIMIT_ENABLED=True, or None: the environment).
+        "RATELIMIT_ENABLED": False,
+        # HTTP-level tests post without the page's token; test_security.py and every browser
+        # test (which uses the real page) run with CSRF protection on.
+        "CSRF_ENABLED": False,
     }
     settings.update(config)
     # None means "leave it to the environment" (e.g. DATABASE_URL)

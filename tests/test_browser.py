@@ -28,6 +28,12 @@ LONG_REPLY = " ".join(f"word{i}" for i in range(300))  # 300 tokens: 15 s at 0.0
 
 
 @pytest.fixture
+def app(app_factory, openai_config):
+    """The app as shipped: CSRF protection on (the page carries and refreshes its token)."""
+    return app_factory(**openai_config, CSRF_ENABLED=True)
+
+
+@pytest.fixture
 def chat(page, live_server):
     """The chat page, opened fresh; ``chat.page_errors`` collects uncaught JS exceptions only."""
     page.page_errors = []

@@ -60,6 +60,7 @@ class Server:
             OPENAI_API_KEY="sk-test-not-a-real-key",
             OPENAI_BASE_URL=fake_url,
             CHATBOT_OPENAI_MAX_RETRIES="0",
+            CHATBOT_CSRF_ENABLED="false",  # these tests post like scripts; CSRF has its own tests
             GUNICORN_BIND=f"127.0.0.1:{self.port}",
             GUNICORN_ACCESS_LOG="/dev/null",
         )

@@ -164,3 +164,71 @@ def test_production_refuses_the_development_key(app_factory, monkeypatch):
     monkeypatch.setenv("SECRET_KEY", dev_key)
     with pytest.raises(RuntimeError, match="not the development key"):
         app_factory()
+
+
+# --- CSRF tokens -------------------------------------------------------------------------------
+
+
+def page_token(client, path: str = "/") -> str:
+    html = client.get(path).get_data(as_text=True)
+    return html.split('name="csrf-token" id="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
+@pytest.fixture
+def csrf_app(app_factory, openai_config, fake_openai):
+    return app_factory(**openai_config, CSRF_ENABLED=True)
+
+
+def test_every_state_changing_request_needs_the_pages_token(csrf_app):
+    app = csrf_app
+    client = app.test_client()
+    token = page_token(client)
+    assert client.get_cookie("chatbot_session") is None  # reading the page made no session
+    first = client.post("/c", data={"content": "mine", "csrf_token": token}, headers=HX, buffered=True)
+    assert first.status_code == 200
+    cid = conversation_id_from(first)
+    # the stream hands the page a token bound to the owner it just issued
+    fresh = first.get_data(as_text=True).split('<meta name="csrf-token" id="csrf-token" content="', 1)[1]
+    fresh = fresh.split('"', 1)[0]
+    assert fresh != token
+    before = [(m.id, m.status) for m in all_messages(app)]
+    stranger_token = page_token(app.test_client())
+    for path, form in [
+        ("/c", {"content": "planted"}),
+        (f"/c/{cid}/messages", {"content": "planted"}),
+        (message_url(cid, 2, "stop"), {}),
+        ("/new", {}),
+    ]:
+        for bad in (None, "forged", token, stranger_token):  # none, garbage, stale, someone else's
+            sent = dict(form) if bad is None else {**form, "csrf_token": bad}
+            response = client.post(path, data=sent, headers=HX)
+            assert response.status_code == 403, (path, bad)
+            assert "out of date" in response.get_data(as_text=True)
+    assert [(m.id, m.status) for m in all_messages(app)] == before
+    # the fresh token works as a header (htmx) and as a form field (no JavaScript)
+    ok = client.post(
+        f"/c/{cid}/messages", data={"content": "next"}, headers={**HX, "X-CSRF-Token": fresh}, buffered=True
+    )
+    assert ok.status_code == 200
+    assert (
+        client.post(f"/c/{cid}/messages", data={"content": "plain", "csrf_token": fresh}).status_code == 303
+    )
+    assert page_token(client, f"/c/{cid}") != token
+
+
+def test_a_refused_token_sets_no_cookie(csrf_app):
+    client = csrf_app.test_client()
+    response = client.post("/c", data={"content": "hello", "csrf_token": "nope"})
+    assert response.status_code == 403 and "Set-Cookie" not in response.headers
+    assert session_rows(csrf_app) == 0
+
+
+def test_an_old_token_expires(app_factory, openai_config, fake_openai):
+    app = app_factory(**openai_config, CSRF_ENABLED=True, CSRF_TOKEN_SECONDS=1)
+    client = app.test_client()
+    token = page_token(client)
+    import time
+
+    time.sleep(2.1)  # itsdangerous counts whole seconds
+    assert client.post("/c", data={"content": "late", "csrf_token": token}).status_code == 403
+    assert all_messages(app) == []

@@ -201,6 +201,7 @@ def gunicorn_server(tmp_path, fake_openai):
         OPENAI_API_KEY="sk-test-not-a-real-key",
         OPENAI_BASE_URL=fake_openai.url,
         CHATBOT_OPENAI_MAX_RETRIES="0",
+        CHATBOT_CSRF_ENABLED="false",  # posts like a script; CSRF has its own tests
         GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_ACCESS_LOG="/dev/null",
     )  # workers and threads as shipped

@@ -35,6 +35,13 @@
     stickToBottom = true;
   }, true);
 
+  // Every htmx request carries the page's CSRF token (read at send time: the first message
+  // replaces it with one bound to the browser's new owner).
+  document.addEventListener("htmx:config:request", (e) => {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta && e.detail && e.detail.ctx) e.detail.ctx.request.headers["X-CSRF-Token"] = meta.content;
+  });
+
   // A refused or failed request (409, 5xx, no connection): a Retry button may be pressed again.
   form.addEventListener("htmx:finally:request", (e) => {
     const status = e.detail && e.detail.ctx && e.detail.ctx.response && e.detail.ctx.response.status;
