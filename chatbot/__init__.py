@@ -25,11 +25,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # this user may enter it when the app makes it.
     os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
 
-    from . import chat, cli, config, database, errors, llm, logs, rendering, security, sessions
+    from . import chat, cli, config, database, errors, llm, logs, ratelimit, rendering, security, sessions
 
     config.load(app, test_config)
     logs.init_app(app)
     security.init_app(app)
+    ratelimit.init_app(app)
     database.init_app(app)
     sessions.init_app(app)
     llm.init_app(app)

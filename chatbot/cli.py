@@ -89,12 +89,13 @@ def reset_command(everything: bool, ids: tuple[str, ...], older_than: str | None
 
 
 SECRETS = ("SECRET_KEY", "OPENAI_API_KEY")
+URLS = ("SQLALCHEMY_DATABASE_URI", "REDIS_URL", "RATELIMIT_STORAGE_URI")  # may hold a password
 
 
 def _shown(key: str, value: Any) -> str:
     if key in SECRETS:
         return "set" if value else "not set"
-    if key in ("SQLALCHEMY_DATABASE_URI", "REDIS_URL") and value:
+    if key in URLS and value:
         return make_url(str(value)).render_as_string(hide_password=True)
     return repr(value)
 
@@ -105,7 +106,7 @@ def check_command() -> None:
     """Print the effective configuration (secrets masked), then test the database, the model's
     server and Redis (when configured). Exits non-zero on any problem."""
     app = current_app
-    keys = sorted({*vars(Defaults), "SQLALCHEMY_DATABASE_URI", "REDIS_URL"} - {"SQLALCHEMY_ENGINE_OPTIONS"})
+    keys = sorted({*vars(Defaults), *URLS} - {"SQLALCHEMY_ENGINE_OPTIONS"})
     click.echo("Configuration:")
     for key in keys:
         if not key.startswith("_"):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, render_template, request, session
+from flask import Blueprint, Flask, current_app, make_response, render_template, request, session
+from flask.wrappers import Response
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException, ServiceUnavailable
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
 
+from . import ratelimit
 from .extensions import db
 
 bp = Blueprint("errors", __name__)
@@ -35,6 +37,26 @@ def database_busy(error: OperationalError) -> tuple[str, int]:
     db.session.rollback()
     session.modified = False  # the session's own write would fail the same way: skip it this time
     return http_error(ServiceUnavailable("The service is busy right now. Please try again in a moment."))
+
+
+@bp.app_errorhandler(429)
+def too_many_requests(error: TooManyRequests) -> Response:
+    """A rate limit (``ratelimit.py``): when to try again, in the composer's error line or on a
+    page, and in ``Retry-After``. The route never ran: nothing was saved, no session issued."""
+    seconds = ratelimit.retry_after() or 60  # (a 429 from elsewhere: a minute is a fair guess)
+    error.description = f"You're sending messages very fast. Please wait {_duration(seconds)} and try again."
+    response = make_response(http_error(error))
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+def _duration(seconds: int) -> str:
+    """42 seconds, 5 minutes, 3 hours (rounded up: never sooner than the limit allows)."""
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    if seconds < 2 * 3600:
+        return f"{-(-seconds // 60)} minutes"
+    return f"{-(-seconds // 3600)} hours"
 
 
 def init_app(app: Flask) -> None:

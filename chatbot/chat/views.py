@@ -30,6 +30,7 @@ from flask import (
 from werkzeug.routing import BaseConverter, ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
+from .. import ratelimit
 from ..llm import get_provider
 from ..models import Conversation, Message
 from . import bp, queries, replies, stream, turns
@@ -174,12 +175,15 @@ def new_conversation() -> BaseResponse:
 
 
 @bp.post("/c")
+@ratelimit.new_sessions
+@ratelimit.messages
 def start() -> Any:
     """The first message of a new conversation (which it creates)."""
     return _turn(None)
 
 
 @bp.post("/c/<public_id>/messages")
+@ratelimit.messages
 def send(public_id: str) -> Any:
     """A message in this conversation, or (``retry=<reply id>``) the last reply again."""
     return _turn(owned_conversation_or_404(public_id))
@@ -216,6 +220,7 @@ def _turn(conversation: Conversation | None) -> Any:
 
 
 @bp.post("/c/<public_id>/messages/<id:message_id>/stop")
+@ratelimit.stops
 def stop(public_id: str, message_id: int) -> Any:
     """Ask the running reply to stop, wherever it runs; it is saved as stopped and ends its stream."""
     conversation, _ = owned_message_or_404(public_id, message_id)
