@@ -480,3 +480,44 @@ def test_stop_sent_to_another_process_ends_the_stream_within_a_tick(cluster, db_
     assert 0 < len(reply["content"]) < len(LONG) and LONG.startswith(reply["content"])
     assert len(tokens(reply["content"])) < len(tokens(LONG))
     assert_no_traceback(a, b)
+
+
+def test_rate_limits_hold_across_processes_with_redis(cluster, db_path, fake_openai):
+    """Two servers counting in one Redis: a browser past its limit is refused, whichever server
+    it reaches."""
+    import uuid
+
+    from .conftest import IN_CI
+
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            pass
+    except OSError:
+        if IN_CI:
+            pytest.fail("Redis is required in CI (127.0.0.1:6379)")
+        pytest.skip("Redis not reachable at 127.0.0.1:6379; rate limits across processes not tested")
+    a, b = cluster.start(
+        2,
+        WEB_CONCURRENCY="1",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        CHATBOT_RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex[:8]}",
+        CHATBOT_RATELIMIT_MESSAGES_PER_OWNER="3/minute",
+    )
+    browser = cluster.browser()
+    first = browser.post(a.url + post_url(), data={"content": "one"}, headers=HX, timeout=10)
+    assert first.status_code == 200
+    conversation = next(
+        e["data"].rsplit("/", 1)[1] for e in parse_sse(first.text) if e["event"] == "chatbot:navigate"
+    )
+    statuses = []
+    # (the first message counted against the address: the browser had no owner yet)
+    for server, text in ((b, "two"), (a, "three"), (b, "four"), (a, "five")):
+        response = browser.post(
+            server.url + post_url(conversation), data={"content": text}, headers=HX, timeout=10
+        )
+        statuses.append(response.status_code)
+        last = response
+    assert statuses == [200, 200, 200, 429], statuses
+    assert "sending messages very fast" in last.text and int(last.headers["Retry-After"]) > 0
+    assert [row["content"] for row in messages(db_path) if row["is_user"]] == ["one", "two", "three", "four"]
+    assert_no_traceback(a, b)
