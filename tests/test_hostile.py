@@ -166,3 +166,24 @@ def test_any_bytes_as_a_form_body_never_500(any_db_app, raw):
     for path in ("/c", "/c/abc/messages", "/c/abc/messages/1/stop"):
         response = client.post(path, data=raw, content_type="application/x-www-form-urlencoded", headers=HX)
         assert response.status_code < 500, (path, raw)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    segment=st.text(max_size=40) | st.integers(min_value=-(2**80), max_value=2**80).map(str),
+    retry=st.text(max_size=30) | st.integers(min_value=-(2**70), max_value=2**70).map(str),
+)
+def test_any_id_in_a_path_or_a_retry_never_500(any_db_app, segment, retry):
+    from urllib.parse import quote
+
+    client = any_db_app.test_client()
+    cid = conversation_id_from(send(client, "hello"))
+    part = quote(segment, safe="") or "x"
+    for response in (
+        client.get(f"/c/{cid}/messages/{part}"),
+        client.post(f"/c/{cid}/messages/{part}/stop", headers=HX),
+        client.get(f"/c/{part}"),
+        client.get(f"/c/{cid}", query_string={"before": segment}),
+        client.post(f"/c/{cid}/messages", data={"retry": retry}, headers=HX),
+    ):
+        assert response.status_code < 500, (segment, retry, response.status_code)
