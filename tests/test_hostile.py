@@ -15,7 +15,8 @@ from chatbot.chat.begin import clean_content
 from chatbot.extensions import db
 
 from .conftest import PG_SERVER
-from .helpers import HX, all_messages, conversation_id_from, send
+from .fake_openai import Reply
+from .helpers import HX, all_messages, conversation_id_from, send, wait_until
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -187,3 +188,50 @@ def test_any_id_in_a_path_or_a_retry_never_500(any_db_app, segment, retry):
         client.post(f"/c/{cid}/messages", data={"retry": retry}, headers=HX),
     ):
         assert response.status_code < 500, (segment, retry, response.status_code)
+
+
+def test_per_owner_limits_hold_against_requests_at_the_same_instant(any_db_app, fake_openai):
+    """Twelve first messages from one browser at once, over real HTTP: the live-reply cap (3)
+    holds exactly, on PostgreSQL too (where counting then inserting is not atomic without the
+    per-owner lock)."""
+    import threading
+
+    import requests
+
+    from .conftest import LiveServer
+
+    app = any_db_app
+    server = LiveServer(app)
+    owner = requests.Session()
+    sessions, responses = [], []
+    try:
+        assert owner.post(f"{server.url}/c", data={"content": "first"}, headers=HX).status_code == 200
+        fake_openai.default = Reply("slow", first_token_delay=3.0)  # the replies stay live
+        together = threading.Barrier(12, timeout=10)
+        lock = threading.Lock()
+
+        def post() -> None:
+            tab = requests.Session()
+            tab.cookies.update(owner.cookies)
+            together.wait()
+            response = tab.post(f"{server.url}/c", data={"content": "at once"}, headers=HX, stream=True)
+            with lock:  # streams left open: their replies stay live
+                sessions.append(tab)
+                responses.append(response)
+
+        threads = [threading.Thread(target=post) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200] * 3 + [429] * 9, statuses
+        assert sum(1 for m in all_messages(app) if m.status == "streaming") == 3
+    finally:
+        for response in responses:
+            response.close()
+        for tab in [owner, *sessions]:
+            tab.close()
+        # the departed streams end their turns (seen at the next keep-alive) before the database goes
+        wait_until(lambda: all(m.status != "streaming" for m in all_messages(app)), what="the turns to end")
+        server.stop()

@@ -915,3 +915,18 @@ def test_an_owner_has_at_most_a_few_replies_live_at_once(make_app):
         assert other.reply.status == "streaming"
         assert replies.finish(first.lease, "complete", {}, give_up_after=1.0) is replies.Saved.SAVED
         assert env.begin("three").reply.status == "streaming"  # one ended: room again
+
+
+def test_a_retry_counts_against_the_live_replies_cap_too(make_app):
+    app = make_app(MAX_LIVE_REPLIES_PER_OWNER=2)
+    with app.app_context():
+        env = Env(app)
+        failed = env.begin("this one fails")
+        assert replies.finish(failed.lease, "error", {"finish_reason": "error"}, give_up_after=1.0) is (
+            replies.Saved.SAVED
+        )
+        env.begin("one"), env.begin("two")  # two live now
+        with pytest.raises(TurnRefused) as refused:
+            turns.begin_retry(env.conversation(failed), failed.reply.id, env.settings)
+        assert refused.value.status == 429
+        assert row(app, failed.reply.id).status == "error"  # untouched, still retryable

@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db, rowcount
 from ..models import (
     DEFAULT_TITLE,
-    LIVE,
     Conversation,
     ConversationRef,
     Message,
@@ -158,11 +157,6 @@ _NEW_MESSAGE = (
 )
 # ...and the reply only while its owner has fewer live replies than allowed (each is a paid
 # model call and a held stream).
-_LIVE_OWNED = (
-    select(func.count())
-    .select_from(Message.__table__.join(Conversation.__table__, _m.conversation_id == _c.id))
-    .where(_c.owner == bindparam("owner"), _m.status.in_(LIVE))
-).scalar_subquery()
 _NEW_REPLY = (
     insert(Message.__table__)
     .from_select(
@@ -185,7 +179,7 @@ _NEW_REPLY = (
             literal(1),
             literal({}, type_=JSON()),
             db_clock() + bindparam("lease", type_=Float()),
-        ).where(_LIVE_OWNED < bindparam("max_live")),
+        ).where(replies.LIVE_OWNED < bindparam("max_live")),
     )
     .returning(_m.id)
 )
@@ -225,6 +219,7 @@ def _live_reply_conflict(exc: IntegrityError) -> bool:
 
 def _insert_turn(owner: str, conversation: Conversation | None, text: str, settings: Settings) -> Turn:
     now = utcnow()
+    replies.lock_owner(owner)
     conn = db.session.connection()
     if conversation is None:
         ref = ConversationRef(0, new_public_id(), title_from(text))
@@ -278,11 +273,7 @@ def _insert_turn(owner: str, conversation: Conversation | None, text: str, setti
     ).scalar()
     if reply_id is None:
         db.session.rollback()
-        raise TurnRefused(
-            f"You already have {settings.max_live} replies being written. "
-            "Please wait for one to finish, then send again.",
-            429,
-        )
+        raise TurnRefused(_too_many_live(settings), 429)
     db.session.commit()
     return Turn(
         conversation=ref,
@@ -293,14 +284,26 @@ def _insert_turn(owner: str, conversation: Conversation | None, text: str, setti
     )
 
 
+def _too_many_live(settings: Settings) -> str:
+    return (
+        f"You already have {settings.max_live} replies being written. "
+        "Please wait for one to finish, then send again."
+    )
+
+
 def begin_retry(conversation: Conversation, message_id: int, settings: Settings) -> Turn:
     """Run the last turn again, reusing its failed or interrupted reply (no duplicate user message)."""
     last = queries.latest_message(conversation.id)
     if last is None or last.id != message_id or last.is_user:
         raise TurnRefused("Only the latest reply can be retried.", 409)
     now = utcnow()
-    attempt = replies.claim_for_retry(conversation.id, message_id, settings.lease_seconds, now)
+    replies.lock_owner(conversation.owner)
+    attempt = replies.claim_for_retry(
+        conversation.id, message_id, settings.lease_seconds, now, conversation.owner, settings.max_live
+    )
     if attempt is None:
+        if replies.live_count(conversation.owner) >= settings.max_live:
+            raise TurnRefused(_too_many_live(settings), 429)
         raise TurnRefused("That reply is not waiting for a retry.", 409)
     db.session.execute(_TOUCH, {"conversation_id": conversation.id, "now": now, "title": conversation.title})
     db.session.commit()

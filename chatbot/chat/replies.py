@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, bindparam, null, or_, update
+from sqlalchemy import Connection, and_, bindparam, func, null, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..extensions import db, rowcount
@@ -110,6 +110,13 @@ def _expired() -> Any:
     return or_(Message.lease_until.is_(None), Message.lease_until < db_clock())
 
 
+def lock_owner(owner: str) -> None:
+    """On PostgreSQL, the rest of this transaction runs alone for this owner, so two requests at
+    once can't both pass a per-owner limit (SQLite runs one writer at a time anyway)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:owner))"), {"owner": owner})
+
+
 def tick(conn: Connection, lease: Lease, lease_seconds: float) -> str | None:
     """Save the text so far and renew the lease, in one statement; returns the reply's status
     ("stopping" when a stop was asked), or None when the turn no longer owns its reply."""
@@ -157,9 +164,26 @@ def finish(
             delay = min(delay * 2, 1.0)
 
 
-def claim_for_retry(conversation_id: int, message_id: int, lease_seconds: float, now: datetime) -> int | None:
+# How many replies an owner has live (each a paid model call and a held stream).
+_c = Conversation.__table__.c
+LIVE_OWNED = (
+    select(func.count())
+    .select_from(Message.__table__.join(Conversation.__table__, _m.conversation_id == _c.id))
+    .where(_c.owner == bindparam("owner"), _m.status.in_(LIVE))
+).scalar_subquery()
+
+
+def live_count(owner: str) -> int:
+    count: int = db.session.execute(select(LIVE_OWNED), {"owner": owner}).scalar_one()
+    return count
+
+
+def claim_for_retry(
+    conversation_id: int, message_id: int, lease_seconds: float, now: datetime, owner: str, max_live: int
+) -> int | None:
     """Take a failed, interrupted or abandoned reply for a new attempt; returns the attempt, or
-    None when it is not waiting for a retry (complete, or still live with its lease running).
+    None when it is not waiting for a retry (complete, or still live with its lease running), or
+    its owner already has ``max_live`` replies live.
 
     Atomic: two retries of one reply can't both win, and a turn still writing it is fenced out.
     """
@@ -171,6 +195,7 @@ def claim_for_retry(conversation_id: int, message_id: int, lease_seconds: float,
                 m.id == message_id,
                 m.conversation_id == conversation_id,
                 or_(m.status.in_(RETRYABLE), m.status.in_(LIVE) & _expired()),
+                LIVE_OWNED < max_live,
             )
             .values(
                 status=Status.STREAMING.value,
@@ -181,6 +206,7 @@ def claim_for_retry(conversation_id: int, message_id: int, lease_seconds: float,
                 lease_until=db_clock() + lease_seconds,
             )
             .returning(m.attempt),
+            {"owner": owner},
             execution_options={"synchronize_session": False},
         ).scalar()
     except IntegrityError:  # another reply of this conversation went live meanwhile
