@@ -403,3 +403,21 @@ def test_a_page_on_another_origin_cannot_post_into_the_visitors_chat(chat, live_
     page.goto(address)
     expect(page.locator(USER).locator(".message-body")).to_have_text(["My own question"])
     assert next(c for c in page.context.cookies() if c["name"] == "chatbot_session")["value"] == cookie
+
+
+def test_new_conversation_right_after_the_first_message(chat, fake_openai):
+    """The first message issues the browser's owner and a new CSRF token: every form on the page
+    (the composer and New conversation) must carry the new one, without a reload."""
+    page = chat
+    send_with_enter(page, "First conversation")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    first = page.url
+    page.locator('[data-action="new-conversation"]').click()
+    expect(page.locator(MESSAGES)).to_have_count(0)
+    expect(page.locator("#conversation-title")).to_have_text("New conversation")
+    send_with_enter(page, "Second conversation")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    assert page.url != first
+    page.goto(first)
+    expect(page.locator(USER).locator(".message-body")).to_have_text(["First conversation"])
+    assert_no_js_errors(page)
