@@ -24,6 +24,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # The instance folder holds the database, its session ids and the development secret: only
     # this user may enter it when the app makes it.
     os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
+    if os.stat(app.instance_path).st_mode & 0o077:  # e.g. the checkout's instance/ (0755)
+        try:
+            os.chmod(app.instance_path, 0o700)
+        except OSError:  # not ours: leave it, files inside are still made 0600
+            pass
 
     from . import chat, cli, config, database, errors, llm, logs, ratelimit, rendering, security, sessions
 

@@ -6,12 +6,12 @@ import re
 import unicodedata
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 import openai
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy.engine import make_url
 
 from .chat import queries
 from .chat.conversations import delete_conversations
@@ -89,14 +89,29 @@ def reset_command(everything: bool, ids: tuple[str, ...], older_than: str | None
 
 
 SECRETS = ("SECRET_KEY", "OPENAI_API_KEY")
-URLS = ("SQLALCHEMY_DATABASE_URI", "REDIS_URL", "RATELIMIT_STORAGE_URI")  # may hold a password
+URLS = (
+    "SQLALCHEMY_DATABASE_URI",
+    "REDIS_URL",
+    "RATELIMIT_STORAGE_URI",
+    "OPENAI_BASE_URL",
+)  # may hold a password
+
+
+def masked_url(url: str) -> str:
+    """A URL without its password or query string (either may hold a secret)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 def _shown(key: str, value: Any) -> str:
     if key in SECRETS:
         return "set" if value else "not set"
     if key in URLS and value:
-        return make_url(str(value)).render_as_string(hide_password=True)
+        return masked_url(str(value))
     return repr(value)
 
 
@@ -143,8 +158,9 @@ def _check_model() -> str | None:
     except openai.NotFoundError:
         pass  # some OpenAI-compatible servers have no /models: reachable is enough
     except Exception as exc:  # noqa: BLE001 - reported, not raised
-        return _report("model", f"{provider.model} at {client.base_url}: {explain_failure(exc).reason}")
-    return _report("model", None, f"ok, {provider.model} at {client.base_url}")
+        where = masked_url(str(client.base_url))
+        return _report("model", f"{provider.model} at {where}: {explain_failure(exc).reason}")
+    return _report("model", None, f"ok, {provider.model} at {masked_url(str(client.base_url))}")
 
 
 def _check_redis() -> str | None:

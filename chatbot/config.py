@@ -145,6 +145,8 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     for key, default in vars(Defaults).items():  # "no" must not read as true
         if isinstance(default, bool):
             app.config[key] = strict_bool(key, app.config[key])
+    if os.environ.get("CHATBOT_DEBUG") is not None:
+        app.config["DEBUG"] = strict_bool("DEBUG", os.environ["CHATBOT_DEBUG"])
 
     if app.config["PROVIDER"] not in ("auto", "openai", "offline"):
         raise RuntimeError(
@@ -180,14 +182,22 @@ def _production(app: Flask) -> None:
     if not secret:
         raise RuntimeError("SECRET_KEY must be set in production (environment or instance/config.py).")
     dev_key = Path(app.instance_path) / "secret_key"
-    if len(str(secret)) < 32 or (dev_key.exists() and dev_key.read_text().strip() == secret):
+    if (
+        len(str(secret)) < 32
+        or len(set(str(secret))) < 10  # "xxxx…" or forty spaces are not a secret
+        or (dev_key.exists() and dev_key.read_text().strip() == secret)
+    ):
         raise RuntimeError(
-            "SECRET_KEY in production must be your own, at least 32 characters, "
-            "not the development key from instance/secret_key."
+            "SECRET_KEY in production must be your own random value of at least 32 characters, "
+            "not the development key from instance/secret_key (python -c 'import secrets; "
+            "print(secrets.token_hex(32))' makes one)."
         )
+    if not app.config["CSRF_ENABLED"]:
+        raise RuntimeError("CSRF protection can't be switched off in production.")
     if app.config.get("DEBUG"):
         raise RuntimeError("Debug mode must be off in production (it runs code from the browser).")
     app.config["SESSION_COOKIE_SECURE"] = True
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_PATH"] = "/"
     app.config["SESSION_COOKIE_DOMAIN"] = None
     name = app.config["SESSION_COOKIE_NAME"]

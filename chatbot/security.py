@@ -82,6 +82,19 @@ def csrf_token() -> str:
     return token
 
 
+def check_body() -> None:
+    """A state-changing request states its length (browsers always do): a chunked body of unknown
+    size is refused rather than cut at the limit and half-used; and no more form fields than
+    MAX_FORM_PARTS, however the form is encoded."""
+    if request.method in SAFE_METHODS:
+        return
+    if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        abort(411, description="Please send the request with its length (Content-Length).")
+    fields = len(list(request.form.items(multi=True))) + len(list(request.files.items(multi=True)))
+    if fields > int(current_app.config["MAX_FORM_PARTS"]):
+        abort(413)
+
+
 def check_csrf() -> None:
     if request.method in SAFE_METHODS or not current_app.config["CSRF_ENABLED"]:
         return
@@ -99,6 +112,7 @@ def init_app(app: Flask) -> None:
     if hops:  # the client's address and scheme from this many trusted proxies, no more
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.before_request(refuse_other_sites)
+    app.before_request(check_body)
     app.before_request(check_csrf)
     app.after_request(add_headers)
     app.add_template_global(csrf_token)

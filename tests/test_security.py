@@ -3,6 +3,7 @@ before they touch the session, sessions issued only by an accepted message, stri
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 
 import pytest
@@ -12,6 +13,8 @@ from chatbot.extensions import db
 from chatbot.models import SessionRecord
 
 from .helpers import HX, all_conversations, all_messages, conversation_id_from, message_url, send
+
+STRONG_KEY = "k" * 20 + "0123456789abcdefghij"
 
 
 def session_rows(app) -> int:
@@ -45,9 +48,11 @@ def test_every_kind_of_response_carries_the_security_headers(app, client, fake_o
 
 
 def test_production_adds_hsts_and_a_host_only_secure_cookie(app_factory, openai_config, fake_openai):
-    app = app_factory(**openai_config, PRODUCTION=True, SECRET_KEY="k" * 40)
+    app = app_factory(**openai_config, PRODUCTION=True, SECRET_KEY=STRONG_KEY, CSRF_ENABLED=True)
     client = app.test_client()
-    response = send(client, "hello")
+    token = page_token(client)
+    response = client.post("/c", data={"content": "hello", "csrf_token": token}, headers=HX, buffered=True)
+    assert response.status_code == 200
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
     cookie = response.headers["Set-Cookie"]
     assert cookie.startswith("__Host-chatbot_session=")
@@ -139,8 +144,8 @@ def test_the_session_id_is_rotated_when_the_owner_is_issued(app, fake_openai):
 @pytest.mark.parametrize(("text", "on"), [("no", False), ("off", False), ("0", False), ("YES", True)])
 def test_production_flag_is_parsed_strictly(app_factory, monkeypatch, text, on):
     monkeypatch.setenv("CHATBOT_PRODUCTION", text)
-    monkeypatch.setenv("SECRET_KEY", "s" * 40)
-    assert app_factory().config["PRODUCTION"] is on
+    monkeypatch.setenv("SECRET_KEY", STRONG_KEY)
+    assert app_factory(CSRF_ENABLED=None).config["PRODUCTION"] is on
 
 
 @pytest.mark.parametrize(
@@ -155,7 +160,7 @@ def test_production_refuses_to_start_unsafe(app_factory, monkeypatch, env, messa
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(RuntimeError, match=message):
-        app_factory()
+        app_factory(CSRF_ENABLED=None)
 
 
 def test_production_refuses_the_development_key(app_factory, monkeypatch):
@@ -163,7 +168,7 @@ def test_production_refuses_the_development_key(app_factory, monkeypatch):
     monkeypatch.setenv("CHATBOT_PRODUCTION", "true")
     monkeypatch.setenv("SECRET_KEY", dev_key)
     with pytest.raises(RuntimeError, match="not the development key"):
-        app_factory()
+        app_factory(CSRF_ENABLED=None)
 
 
 # --- CSRF tokens -------------------------------------------------------------------------------
@@ -231,4 +236,58 @@ def test_an_old_token_expires(app_factory, openai_config, fake_openai):
 
     time.sleep(2.1)  # itsdangerous counts whole seconds
     assert client.post("/c", data={"content": "late", "csrf_token": token}).status_code == 403
+    assert all_messages(app) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SECRET_KEY": " " * 40}, "random value"),
+        ({"SECRET_KEY": "ab" * 20}, "random value"),
+        ({"SECRET_KEY": "k" * 20 + "0123456789abcdefghij", "CHATBOT_CSRF_ENABLED": "off"}, "CSRF"),
+    ],
+)
+def test_production_refuses_weak_keys_and_switched_off_protection(app_factory, monkeypatch, env, message):
+    monkeypatch.setenv("CHATBOT_PRODUCTION", "true")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=message):
+        app_factory(CSRF_ENABLED=None)  # (None: leave it to the environment)
+
+
+def test_debug_off_is_read_strictly_too(app_factory, monkeypatch):
+    monkeypatch.setenv("CHATBOT_PRODUCTION", "true")
+    monkeypatch.setenv("CHATBOT_DEBUG", "no")
+    monkeypatch.setenv("SECRET_KEY", "k" * 20 + "0123456789abcdefghij")
+    app = app_factory(CSRF_ENABLED=None)
+    assert app.config["PRODUCTION"] and not app.config["DEBUG"]
+
+
+def test_check_never_prints_a_password(app_factory, openai_config, fake_openai):
+    app = app_factory(
+        **dict(openai_config, OPENAI_BASE_URL=fake_openai.url.replace("http://", "http://me:hunter2@")),
+        REDIS_URL="redis://:redispass@127.0.0.1:1/0?password=hunter3",
+    )
+    out = app.test_cli_runner().invoke(args=["check"]).output
+    assert "hunter2" not in out and "hunter3" not in out and "redispass" not in out
+    assert "me:***@127.0.0.1" in out
+
+
+def test_a_chunked_body_of_unknown_length_is_refused(app, client, fake_openai):
+    response = client.post(
+        "/c",
+        input_stream=io.BytesIO(b"content=hello"),
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 411
+    assert all_messages(app) == []
+
+
+@pytest.mark.parametrize("encoding", ["multipart/form-data", "application/x-www-form-urlencoded"])
+def test_a_flood_of_form_fields_is_refused_however_encoded(app, client, fake_openai, encoding):
+    from werkzeug.datastructures import MultiDict
+
+    fields = MultiDict([("content", "hi")] + [("x", "1")] * (app.config["MAX_FORM_PARTS"] + 5))
+    response = client.post("/c", data=fields, content_type=encoding)
+    assert response.status_code == 413
     assert all_messages(app) == []
