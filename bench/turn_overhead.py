@@ -135,7 +135,9 @@ def main() -> None:
                 "OPENAI_MAX_RETRIES": 0,
                 # limits checked as in production, but set out of the bench's way
                 **{key: "1000000/minute" for key in LIMITS},
+                "MAX_CONVERSATIONS_PER_OWNER": 10**6,  # every turn here opens a conversation
                 **({"RATELIMIT_ENABLED": False} if os.environ.get("BENCH_NO_LIMITS") else {}),
+                **({"CSRF_ENABLED": False} if os.environ.get("BENCH_NO_CSRF") else {}),
             }
         )
         ours = app.test_client()

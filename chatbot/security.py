@@ -71,7 +71,11 @@ STALE = "This page is out of date (its security token has expired). Please reloa
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="chatbot.csrf")
+    serializer: URLSafeTimedSerializer | None = current_app.extensions.get("chatbot.csrf")
+    if serializer is None:  # (built once per app: the key doesn't change while it runs)
+        serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="chatbot.csrf")
+        current_app.extensions["chatbot.csrf"] = serializer
+    return serializer
 
 
 def csrf_token() -> str:
