@@ -291,3 +291,10 @@ def test_a_flood_of_form_fields_is_refused_however_encoded(app, client, fake_ope
     response = client.post("/c", data=fields, content_type=encoding)
     assert response.status_code == 413
     assert all_messages(app) == []
+
+
+def test_trusted_hosts_refuse_other_host_names(app_factory, monkeypatch, fake_openai):
+    monkeypatch.setenv("CHATBOT_TRUSTED_HOSTS", '["chat.example.com"]')
+    client = app_factory().test_client()
+    assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
+    assert client.get("/", headers={"Host": "chat.example.com"}).status_code == 200
