@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, make_response, render_template, request, session
 from flask.wrappers import Response
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
+from werkzeug.exceptions import HTTPException, SecurityError, ServiceUnavailable, TooManyRequests
 
 from . import ratelimit
 from .extensions import db
@@ -17,6 +17,8 @@ bp = Blueprint("errors", __name__)
 @bp.app_errorhandler(HTTPException)
 def http_error(error: HTTPException) -> tuple[str, int]:
     code = error.code or 500
+    if isinstance(error, SecurityError):  # an untrusted Host: no URLs can be built for it
+        return f"{error.description}\n", code
     if code == 413:  # never echo what was sent: it may be megabytes
         error.description = (
             f"That was too much to send at once. A message can be up to "
