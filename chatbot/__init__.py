@@ -30,7 +30,20 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         except OSError:  # not ours: leave it, files inside are still made 0600
             pass
 
-    from . import chat, cli, config, database, errors, llm, logs, ratelimit, rendering, security, sessions
+    from . import (
+        chat,
+        cli,
+        config,
+        database,
+        errors,
+        health,
+        llm,
+        logs,
+        ratelimit,
+        rendering,
+        security,
+        sessions,
+    )
 
     config.load(app, test_config)
     logs.init_app(app)
@@ -41,6 +54,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     llm.init_app(app)
     rendering.init_app(app)
     errors.init_app(app)
+    health.init_app(app)
     chat.init_app(app)
     cli.init_app(app)
     return app
