@@ -7,6 +7,7 @@ when: a pure function of the text that arrives and of a clock, unit-tested with 
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -60,16 +61,26 @@ class Readers:
                         task = None
 
 
-_readers = Readers()
+_readers: tuple[int, Readers] | None = None
+
+
+def readers() -> Readers:
+    """This process's readers, made on first use: never inherited across a fork (gunicorn's master
+    imports the app), and made after a gevent worker has patched threading and queues."""
+    global _readers
+    pid = os.getpid()
+    if _readers is None or _readers[0] != pid:
+        _readers = (pid, Readers())
+    return _readers[1]
 
 
 class Pump:
-    def __init__(self, reply: ReplyStream, readers: Readers = _readers):
+    def __init__(self, reply: ReplyStream, pool: Readers | None = None):
         self.reply = reply
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.ended = False  # the reader has seen END
         self._finished = threading.Event()  # the reading task has returned
-        readers.submit(self._run)
+        (pool or readers()).submit(self._run)
 
     def _run(self) -> None:
         try:
