@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -256,3 +257,23 @@ def test_ten_simultaneous_streams_complete_and_pages_still_load(gunicorn_server,
         assert "<strong>done</strong>" in final
     sent = sorted(r.json["messages"][-1]["content"] for r in fake_openai.requests)
     assert sent == sorted(f"question {i}" for i in range(10))
+
+
+def test_thirty_two_customers_at_once_all_get_their_whole_reply(gunicorn_server, fake_openai):
+    """The concurrency bench's 32-client round as a test: every reply completes, each with its
+    own question's answer saved (how fast is bench/concurrency.py's business)."""
+    fake_openai.default = Reply(LONG, first_token_delay=0.3, token_delay=0.03)  # ~1.6 s per reply
+    together = threading.Barrier(32, timeout=20)
+
+    def one(i: int):
+        with requests.Session() as s:
+            together.wait()
+            return i, read_events(stream_turn(gunicorn_server, s, f"customer {i}"))
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(one, range(32)))
+    for i, events in results:
+        final = events[-1][1]["data"]
+        assert 'data-status="complete"' in final and "<strong>done</strong>" in final, (i, final)
+    asked = sorted(r.json["messages"][-1]["content"] for r in fake_openai.requests)
+    assert asked == sorted(f"customer {i}" for i in range(32))
