@@ -63,6 +63,7 @@ class Defaults:
     # Logging: the level and format of the app's own log lines (on standard error).
     LOG_LEVEL = "INFO"
     LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    LOG_JSON = False  # one JSON object a line instead (for a log collector)
 
     SQLALCHEMY_DATABASE_URI: str | None = None  # default: SQLite file in the instance folder
     SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict[str, object]] = {}

@@ -148,6 +148,13 @@ def run(
     yield shown
 
 
+# what a reply's log line carries: how it went, never what it said
+_LOGGED = (
+    "provider", "model", "finish_reason", "prompt_tokens", "completion_tokens", "total_tokens",
+    "ttft_ms", "latency_ms",
+)  # fmt: skip
+
+
 def _lost(lease: replies.Lease, tlog: _TurnLog) -> Finished:
     """The turn no longer owns its reply: it writes nothing and shows the row as it is now."""
     now = queries.message_by_id(lease.reply_id)
@@ -200,6 +207,18 @@ def _save(
         meta["error"] = outcome.error.reason
         meta["error_kind"] = outcome.error.kind
     saved = replies.finish(lease, status, meta, give_up_after=settings.save_seconds)
+    tlog.info(
+        "reply %s (%s), %s",
+        status,
+        reason,
+        saved.value,
+        extra={
+            "conversation": lease.conversation_id,
+            "reply": lease.reply_id,
+            "attempt": lease.attempt,
+            **{key: meta.get(key) for key in _LOGGED},
+        },
+    )
     if saved is replies.Saved.LOST:
         return _lost(lease, tlog)
     if saved is replies.Saved.FAILED:  # say so, rather than show a reply nobody will find again
