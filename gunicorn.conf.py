@@ -17,7 +17,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 timeout = 60  # worker heartbeat (gthread keeps beating while threads stream)
 graceful_timeout = 30
 keepalive = 5
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+# The app logs every request itself (logger chatbot.requests: request id, hashed owner, status,
+# duration); set GUNICORN_ACCESS_LOG=- for gunicorn's own access log as well.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 
 
