@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -121,3 +122,8 @@ def read_until(sock: socket.socket, done: Callable[[bytes], bool]) -> bytes:
             raise AssertionError(f"the server closed the stream early: {received[-300:]!r}")
         received += chunk
     return received
+
+
+def busy_model_readers() -> list[threading.Thread]:
+    """Reader threads busy with a model call right now (idle pooled ones are named differently)."""
+    return [t for t in threading.enumerate() if t.name == "model-reply" and t.is_alive()]

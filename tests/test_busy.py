@@ -4,7 +4,6 @@ stays honest and quick to stop."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from contextlib import contextmanager
 
@@ -16,7 +15,16 @@ from chatbot.extensions import db
 
 from .conftest import LiveServer
 from .fake_openai import Reply
-from .helpers import HX, all_messages, message_url, only_conversation, parse_sse, send, wait_until
+from .helpers import (
+    HX,
+    all_messages,
+    busy_model_readers,
+    message_url,
+    only_conversation,
+    parse_sse,
+    send,
+    wait_until,
+)
 
 
 @contextmanager
@@ -31,10 +39,6 @@ def write_locked(app):
     finally:
         conn.execute("ROLLBACK")
         conn.close()
-
-
-def _model_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "model-reply" and t.is_alive()]
 
 
 def test_stop_is_immediate_even_while_the_database_is_locked(app_factory, openai_config, fake_openai):
@@ -123,7 +127,7 @@ def test_stop_cuts_short_the_wait_a_rate_limited_model_asks_for(app_factory, ope
         server.stop()
     assert ended < 1.0
     assert any('data-status="interrupted"' in line for line in rest)
-    wait_until(lambda: not _model_threads(), timeout=1.0, what="the model thread to end")
+    wait_until(lambda: not busy_model_readers(), timeout=1.0, what="the model thread to end")
     time.sleep(0.2)
     assert len(fake_openai.requests) == 1  # the retry was never sent
 

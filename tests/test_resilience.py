@@ -16,6 +16,7 @@ from .fake_openai import Reply
 from .helpers import (
     HX,
     all_messages,
+    busy_model_readers,
     conversation_id_from,
     message_url,
     only_conversation,
@@ -140,10 +141,6 @@ def test_visits_that_only_read_store_no_session(app, fake_openai):
     assert client.get_cookie("chatbot_session") is not None
 
 
-def _model_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "model-reply" and t.is_alive()]
-
-
 def test_stop_before_the_model_sent_its_headers_cancels_the_call_at_once(live_server, app, fake_openai):
     """A model that hasn't answered at all (no headers yet): Stop still ends the upstream request,
     and the thread that was waiting for it ends with the turn."""
@@ -154,7 +151,7 @@ def test_stop_before_the_model_sent_its_headers_cancels_the_call_at_once(live_se
         )
         lines = response.iter_lines(decode_unicode=True)
         next(line for line in lines if line.startswith(": keep-alive"))
-        assert _model_threads(), "the model call should be waiting for headers now"
+        assert busy_model_readers(), "the model call should be waiting for headers now"
         started = time.perf_counter()
         stop = live_server.url + message_url(only_conversation(app), 2, "stop")
         assert s.post(stop, headers=HX).status_code == 204
@@ -162,7 +159,7 @@ def test_stop_before_the_model_sent_its_headers_cancels_the_call_at_once(live_se
         ended = time.perf_counter() - started
     assert any('data-status="interrupted"' in line for line in rest)
     assert ended < 1.0  # not the model's 5 s
-    wait_until(lambda: not _model_threads(), timeout=1.0, what="the model thread to end")
+    wait_until(lambda: not busy_model_readers(), timeout=1.0, what="the model thread to end")
     wait_until(
         lambda: fake_openai.abandoned_requests == 1, timeout=1.0, what="the upstream request to be closed"
     )
@@ -179,7 +176,7 @@ def test_a_departed_client_cancels_a_call_still_waiting_for_headers(live_server,
     wait_until(
         lambda: all_messages(app)[1].status == "interrupted", timeout=2, what="the reply to end interrupted"
     )
-    wait_until(lambda: not _model_threads(), timeout=1.0, what="the model thread to end")
+    wait_until(lambda: not busy_model_readers(), timeout=1.0, what="the model thread to end")
     wait_until(
         lambda: fake_openai.abandoned_requests == 1, timeout=1.0, what="the upstream request to be closed"
     )
