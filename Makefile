@@ -32,7 +32,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Production-style serving (gthread workers, many concurrent streams).
+# Production-style serving (gevent workers: hundreds of concurrent streams each).
 serve: $(VENV)/.installed-run
 	$(BIN)/flask --app chatbot db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app

@@ -1,8 +1,17 @@
 """gunicorn settings for serving many concurrent streamed replies.
 
-Each streaming reply holds one thread for its length, so the worker class is ``gthread``
-(the sync worker would trip ``timeout`` on a long stream; gevent blocks on sqlite3 calls).
-Concurrent streams = WEB_CONCURRENCY x GUNICORN_THREADS (2 x 16 = 32 by default).
+A streamed reply is an open response for its whole length (seconds to a minute), mostly waiting on
+the model. The worker class is ``gevent``: every open stream is a greenlet (a few tens of KB), not
+an OS thread, so one worker holds hundreds of streams and a slow client holds nothing but its
+socket. Measured on 2 cores (``bench/concurrency.py``, README "Capacity"): gthread with 2 x 16
+threads made the 33rd customer wait for someone else's reply to end, and 500 customers waited
+38 s p95 for their first text; gevent serves them all at once.
+
+The standard library is patched in this file, before anything else is imported, so every lock,
+queue, socket and sleep the app and its libraries use in a worker is a cooperative one. psycopg 3
+cooperates with gevent on its own; SQLite calls are short and run to the end without yielding (a
+busy wait on another process's write lock blocks the worker for that long: milliseconds).
+``GUNICORN_WORKER_CLASS=gthread`` serves with threads instead.
 
     gunicorn -c gunicorn.conf.py wsgi:app
 """
@@ -10,12 +19,23 @@ Concurrent streams = WEB_CONCURRENCY x GUNICORN_THREADS (2 x 16 = 32 by default)
 import os
 from typing import Any
 
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+if worker_class == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))  # one per core: each runs one greenlet at a time
+# gevent: open connections (streams, page loads, idle keep-alives) each worker holds at most
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
+# gthread only: concurrent requests per worker
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
-timeout = 60  # worker heartbeat (gthread keeps beating while threads stream)
-graceful_timeout = 30
+timeout = 60  # worker heartbeat: a worker silent this long is killed and replaced
+# A restart (HUP, a deploy's TERM) stops accepting and lets running replies finish this long;
+# a reply cut by a hard kill is marked interrupted (on_starting below, and its lease) and can be
+# retried.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "60"))
 keepalive = 5
 # The app logs every request itself (logger chatbot.requests: request id, hashed owner, status,
 # duration); set GUNICORN_ACCESS_LOG=- for gunicorn's own access log as well.
@@ -24,15 +44,21 @@ errorlog = "-"
 
 
 def on_starting(server: Any) -> None:
-    """Upgrade the schema once, in the master, before any worker starts (create_app does it), and
-    mark replies cut short by the last shutdown as interrupted (the same sweep as everywhere)."""
-    from chatbot import create_app
-    from chatbot.chat.replies import sweep
-    from chatbot.extensions import db
+    """Before any worker starts: upgrade the schema once (the app does it as it is created) and
+    mark replies cut short by the last shutdown as interrupted (``flask sweep``).
 
-    app = create_app()
-    with app.app_context():
-        left = sweep()
-        if left:
-            server.log.info("marked %d unfinished replies as interrupted", left)
-        db.engine.dispose()  # no pooled connection may cross the fork
+    In a child process: the master never imports the app, so nothing of it (pooled connections,
+    background timers) is inherited by the workers it forks."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "chatbot", "sweep"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        server.log.error("flask sweep failed:\n%s", done.stderr.strip())
+        raise SystemExit(done.returncode)  # the workers would fail the same way
+    server.log.info(done.stdout.strip())

@@ -1,7 +1,7 @@
 """How the shipped server holds up under many chats at once, and under slow clients.
 
-Starts the app as shipped (``gunicorn -c gunicorn.conf.py wsgi:app``: gthread, the default
-workers and threads; a temporary instance folder and SQLite file) and the fake OpenAI-compatible
+Starts the app as shipped (``gunicorn -c gunicorn.conf.py wsgi:app``: gevent workers, as many as
+the config says; a temporary instance folder and SQLite file) and the fake OpenAI-compatible
 model in its own process, paced like a real model: 300 ms to the first token, then 60 tokens
 30 ms apart (about 2 s a reply).
 
@@ -15,10 +15,10 @@ For each number of clients N, all at once (a barrier):
 - model alone: N clients ask the fake model directly (POST /v1/chat/completions, stream=true);
   this is the floor, and shows whether the client side (this process) or the fake keeps up;
 - the app: N clients, each its own browser: GET / (the page's CSRF token), then, all at the same
-  moment, POST /c as htmx does, reading the event stream. Timed from the POST: the first text
-  event, the end of the stream, and whether the last event says data-status="complete".
-  One second in, it prints how many connections each gunicorn worker holds (each has only its own
-  threads for them); after the table, the CPU each process used (the fake is one Python process:
+  moment, POST /c as htmx does, reading the event stream. Timed from the POST: the first event
+  (their message shown on the page), the first text event, the end of the stream, and whether the
+  last event says data-status="complete". One second in, it prints how many connections each
+  gunicorn worker holds; after the table, the CPU each process used (the fake is one Python process:
   at hundreds of streams it, not this client, is what slows "model alone").
 
 Then the slow clients (``--slow``): that many connections that send a request's header lines one
@@ -177,6 +177,7 @@ def csrf_token(page: str) -> str:
 
 @dataclass
 class Result:
+    shown: float | None = None  # s from the request to the first event (the message on the page)
     first_text: float | None = None  # s from the request to the first text
     total: float | None = None  # s from the request to the end of the stream
     complete: bool = False
@@ -239,6 +240,8 @@ def app_client(port: int, barrier: threading.Barrier, deadline: float, result: R
             last_event: list[bytes] = []
             for line in body_lines(response):
                 now = time.perf_counter()
+                if result.shown is None and line.startswith(b"data:"):
+                    result.shown = now - start
                 if (
                     result.first_text is None
                     and line.startswith(b'data: <hx-partial hx-target="#msg-')
@@ -295,6 +298,8 @@ def model_client(port: int, barrier: threading.Barrier, deadline: float, result:
             response.sock.settimeout(max(1.0, min(30.0, stop_by - time.perf_counter())))
             for line in body_lines(response):
                 now = time.perf_counter()
+                if result.shown is None and line.startswith(b"data:"):
+                    result.shown = now - start
                 if (
                     result.first_text is None
                     and line.startswith(b"data: {")
@@ -392,6 +397,9 @@ class Round:
     @property
     def complete(self) -> int:
         return sum(r.complete for r in self.results)
+
+    def shown(self, q: float) -> float | None:
+        return pct([r.shown for r in self.results if r.shown is not None], q)
 
     def first(self, q: float) -> float | None:
         return pct([r.first_text for r in self.results if r.first_text is not None], q)
@@ -537,7 +545,7 @@ def slow_clients(port: int, n: int, master: int) -> None:
     print(
         "  the slow connections sit in: "
         + describe_held(held)
-        + " (each worker's threads: GUNICORN_THREADS, default 16)",
+        + " (gthread: each worker's threads, GUNICORN_THREADS, default 16; gevent: greenlets)",
         flush=True,
     )
     probes: list[tuple[float, str]] = []
@@ -661,8 +669,9 @@ def main() -> None:
         rss = RssPeak(server.pid)
         rss.start()
         print(
-            f"gunicorn -c gunicorn.conf.py (as shipped: gthread, {len(workers)} workers; threads from "
-            f"GUNICORN_THREADS, default 16) on 127.0.0.1:{port}, SQLite in {tmp}; idle RSS "
+            f"gunicorn -c gunicorn.conf.py (as shipped, {len(workers)} workers, worker class "
+            f"{os.environ.get('GUNICORN_WORKER_CLASS', 'gevent')}) on 127.0.0.1:{port}, SQLite in {tmp}; "
+            f"idle RSS "
             f"{rss.current() / 1024:.0f} MB",
             flush=True,
         )
@@ -706,12 +715,13 @@ def main() -> None:
 
         print()
         print(
-            "clients | replies complete | first text p50 / p95 | whole reply p95 | failures | server RSS"
+            "clients | replies complete | message shown p95 | first text p50 / p95 | whole reply p95"
+            " | failures | server RSS"
             " | model alone: first text p95 / whole reply p95"
         )
         for n, ours, alone, peak in rows:
             print(
-                f"{n:7} | {ours.complete:>7}/{n:<8} | "
+                f"{n:7} | {ours.complete:>7}/{n:<8} | {secs(ours.shown(0.95)):>17} | "
                 f"{secs(ours.first(0.5)):>7} / {secs(ours.first(0.95)):<7}"
                 f"  | {secs(ours.whole(0.95)):>13}   | {n - ours.complete:8} | {peak / 1024:7.0f} MB"
                 f" | {secs(alone.first(0.95)):>12} / {secs(alone.whole(0.95))}"

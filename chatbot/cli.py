@@ -1,4 +1,5 @@
-"""``flask conversations …``: list and reset saved conversations."""
+"""``flask conversations …`` (list and reset saved conversations), ``flask check`` and
+``flask sweep``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from .chat import queries
 from .chat.conversations import delete_conversations
+from .chat.replies import sweep
 from .config import Defaults
 from .database import current_revision, head_revision
 from .extensions import db
@@ -176,6 +178,16 @@ def _check_redis() -> str | None:
     return _report("redis", None)
 
 
+@click.command("sweep")
+@with_appcontext
+def sweep_command() -> None:
+    """Mark replies nobody is writing any more (their worker died: the lease ran out) as
+    interrupted, so they offer Retry. The server runs it as it starts (gunicorn.conf.py)."""
+    left = sweep()
+    click.echo(f"marked {left} unfinished repl{'y' if left == 1 else 'ies'} as interrupted")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(conversations)
     app.cli.add_command(check_command)
+    app.cli.add_command(sweep_command)

@@ -84,7 +84,7 @@ class Server:
             pytest.fail(f"gunicorn {self.name} did not start:\n{self.output()}")
         try:
             return requests.get(self.url + "/", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a worker still booting
             return False
 
     def kill(self) -> None:
