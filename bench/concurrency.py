@@ -60,17 +60,20 @@ _WORDS = (
 ).split()
 REPLY = " ".join(_WORDS[i % len(_WORDS)] for i in range(TOKENS))  # one token a word: TOKENS tokens
 
-# The fake model, in its own process so it doesn't share this process's GIL. Its listen backlog is
+# The fake model, in its own process so it doesn't share this process's GIL, and under gevent: a
+# thread per stream took a whole core at 500 streams, on the machine the app is measured on (the
+# real model runs elsewhere). Its listen backlog is
 # raised from socketserver's 5: N clients connecting at once would otherwise wait on SYN retries.
 # It serves until its stdin closes (the bench closes it, or exits).
 FAKE_LAUNCHER = """
-import http.server, sys
+from gevent import monkey; monkey.patch_all()
+import http.server, select, sys
 http.server.ThreadingHTTPServer.request_queue_size = 1024
 from tests.fake_openai import FakeOpenAI, Reply
 server = FakeOpenAI()
 server.default = Reply(sys.argv[1], first_token_delay=float(sys.argv[2]), token_delay=float(sys.argv[3]))
 print(server.url, flush=True)
-sys.stdin.read()
+select.select([sys.stdin], [], [])  # (cooperative: the server's greenlets run meanwhile)
 server.close()
 """
 
@@ -604,6 +607,12 @@ def main() -> None:
     parser.add_argument(
         "--deadline", type=float, default=120.0, help="a client gives up on its reply after this (s)"
     )
+    parser.add_argument(
+        "--database",
+        default="",
+        help="a database URL for the server, an empty database (default: a new SQLite file)",
+    )
+    parser.add_argument("--log", default="", help="keep the server's log in this file")
     args = parser.parse_args()
     counts = [int(n) for n in args.clients.split(",") if n.strip()]
     began = time.perf_counter()
@@ -630,7 +639,7 @@ def main() -> None:
         env = dict(
             os.environ,
             CHATBOT_INSTANCE_PATH=tmp,
-            DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3",
+            DATABASE_URL=args.database or f"sqlite:///{tmp}/bench.sqlite3",
             OPENAI_API_KEY="sk-bench",
             OPENAI_BASE_URL=fake_url,
             CHATBOT_PROVIDER="openai",
@@ -666,11 +675,12 @@ def main() -> None:
                 workers, steady_since = now, time.monotonic()
             elif time.monotonic() - steady_since > 2.0:
                 break
+        where = f"database {args.database.split('@')[-1]}" if args.database else f"SQLite in {tmp}"
         rss = RssPeak(server.pid)
         rss.start()
         print(
             f"gunicorn -c gunicorn.conf.py (as shipped, {len(workers)} workers, worker class "
-            f"{os.environ.get('GUNICORN_WORKER_CLASS', 'gevent')}) on 127.0.0.1:{port}, SQLite in {tmp}; "
+            f"{os.environ.get('GUNICORN_WORKER_CLASS', 'gevent')}) on 127.0.0.1:{port}, {where}; "
             f"idle RSS "
             f"{rss.current() / 1024:.0f} MB",
             flush=True,
@@ -732,11 +742,15 @@ def main() -> None:
         )
         print()
         print(f"CPU while each round ran (share of one core; the machine has {os.cpu_count()} cores):")
-        print("clients | app: server / fake / this client | model alone: fake / this client")
+        print(
+            "clients | app: server / fake / this client | server CPU per reply"
+            " | model alone: fake / this client"
+        )
         for n, ours, alone, _ in rows:
             print(
                 f"{n:7} | {ours.cpu['server']:10.0%} / {ours.cpu['fake']:4.0%} / {ours.cpu['client']:4.0%}"
-                f"      | {alone.cpu['fake']:18.0%} / {alone.cpu['client']:4.0%}"
+                f"      | {ours.cpu['server'] * ours.wall / n * 1000:15.1f} ms"
+                f"  | {alone.cpu['fake']:18.0%} / {alone.cpu['client']:4.0%}"
             )
         for n, ours, alone, _ in rows:
             for label, round_ in (("app", ours), ("model alone", alone)):
@@ -762,6 +776,8 @@ def main() -> None:
     finally:
         if server is not None:
             stop_process(server, 35)
+            if args.log:
+                shutil.copyfile(log_path, args.log)
         if fake.stdin:
             fake.stdin.close()
         stop_process(fake, 5)
