@@ -45,8 +45,15 @@ class Defaults:
     MAX_FORM_PARTS = 20
     # A conversation page shows this many of the newest messages; older ones load on demand.
     PAGE_MESSAGES = 50
-    # Streaming: flush text to the browser at least this often, and say "still here" when idle.
+    # Streaming: text goes to the browser in batches, one every STREAM_FLUSH_SECONDS per reply
+    # while a process streams few replies. With many at once, a process sends at most
+    # STREAM_BATCHES_PER_SECOND batches in all (each reply's batches grow, and come less often, up
+    # to one every STREAM_FLUSH_MAX_SECONDS): under load the text comes in bigger steps, and a
+    # new customer's reply still starts at once. The model's stream is read at the same pace.
+    # "Still here" (a comment line) is sent when a reply is silent for STREAM_KEEPALIVE_SECONDS.
     STREAM_FLUSH_SECONDS = 0.05
+    STREAM_FLUSH_MAX_SECONDS = 0.5
+    STREAM_BATCHES_PER_SECOND = 2000
     STREAM_KEEPALIVE_SECONDS = 0.25
     # A live reply's tick (text so far + lease renewal + stop check, one statement) runs this
     # often; its lease lasts this long without a tick (then the reply reads as interrupted).

@@ -3,7 +3,9 @@ what the page shows."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 
 from chatbot.config import DEFAULT_SYSTEM_PROMPT
 
@@ -183,3 +185,30 @@ def test_wire_bytes_equal_the_typed_sdk_call(app, fake_openai):
     ours, theirs = fake_openai.requests
     assert ours.body == theirs.body
     assert json.loads(ours.body)["messages"] == messages
+
+
+def test_a_paced_reply_reads_the_model_in_bursts_and_loses_nothing(app, fake_openai):
+    """Once text flows, a paced reply reads the model's socket at most every ``pace`` seconds,
+    taking every chunk that arrived meanwhile; unpaced, each chunk is read as it lands."""
+    from chatbot.llm import Text, get_provider
+
+    text = "one two three four five six seven eight nine ten eleven twelve"
+    provider = get_provider(app)
+
+    def arrivals(pace: float) -> tuple[str, int]:
+        fake_openai.will(Reply(text, token_delay=0.04))
+        reply = provider.stream([{"role": "user", "content": "count"}])
+        reply.pace(pace)
+        got, times = [], []
+        for event in reply:
+            if isinstance(event, Text):
+                got.append(event.text)
+                times.append(time.perf_counter())
+        gaps = sum(1 for a, b in itertools.pairwise(times) if b - a > 0.02)
+        return "".join(got), gaps
+
+    unpaced, unpaced_gaps = arrivals(0.0)
+    paced, paced_gaps = arrivals(0.2)
+    assert unpaced == paced == text
+    assert unpaced_gaps >= 9  # 12 words, 40 ms apart: (nearly) every one on its own
+    assert paced_gaps <= 4  # 0.5 s of text read in bursts 0.2 s apart

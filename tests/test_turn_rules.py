@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text
 
 from chatbot.chat import replies, turns
 from chatbot.chat.live import LiveReplies, live_replies
-from chatbot.chat.pump import HEARTBEAT, Batcher, Heartbeat
+from chatbot.chat.pump import HEARTBEAT, Batcher, Heartbeat, batch_interval
 from chatbot.chat.turns import Delta, Finished, Settings, TurnRefused
 from chatbot.config import DEFAULT_SYSTEM_PROMPT
 from chatbot.extensions import db
@@ -75,7 +75,11 @@ class ScriptedReply:
 
     def __init__(self, script: list[Any]):
         self.script = script
+        self.paces: list[float] = []  # each pace the turn asked for
         self._closed = threading.Event()
+
+    def pace(self, seconds: float) -> None:
+        self.paces.append(seconds)
 
     @property
     def closed(self) -> bool:
@@ -323,7 +327,46 @@ def test_batcher_loses_and_duplicates_nothing_over_a_long_random_sequence():
     assert heartbeats > 0 and len(batches) < len(pieces)  # both paths were taken
 
 
+def test_batches_come_every_flush_interval_while_few_stream_and_grow_with_many():
+    least, most, per_second = 0.05, 0.5, 2000
+    assert batch_interval(1, least, most, per_second) == least
+    assert batch_interval(100, least, most, per_second) == least  # 100 x 20 a second: within
+    assert batch_interval(500, least, most, per_second) == pytest.approx(0.25)  # 500 x 4 = 2000
+    assert batch_interval(5000, least, most, per_second) == most  # never slower than this
+    assert batch_interval(500, least, most, 0) == least  # no budget set: the fixed interval
+
+
 # --- a turn, start to end ------------------------------------------------------------------
+
+
+def test_with_many_replies_streaming_in_the_process_a_reply_comes_in_bigger_batches(make_app):
+    """400 other live replies here: this one's text is sent (and its model read) every 0.2 s, not
+    every 0.05 s, so the process does the same work for every reply however many there are."""
+    app = make_app(STREAM_FLUSH_SECONDS=0.05, STREAM_FLUSH_MAX_SECONDS=0.5, STREAM_BATCHES_PER_SECOND=2000)
+    clock = FakeClock(100.0)
+    provider = ScriptedProvider(
+        Text("a"),
+        Call(clock.advance(0.1)),
+        Text("b"),  # 0.1 s after "a": held (it would go out with 0.05 s batches)
+        Call(clock.advance(0.1)),
+        Text("c"),  # 0.2 s after "a": due
+        Finish("stop"),
+    )
+    with app.app_context():
+        env = Env(app)
+        others = [replies.Lease(10_000 + i, 1, 0) for i in range(399)]
+        for lease in others:
+            env.live.hold(lease)
+        try:
+            turn = env.begin()
+            with env.running(turn, provider, clock) as gen:
+                deltas, finished = drain(gen)
+        finally:
+            for lease in others:
+                env.live.release(lease)
+    assert deltas == ["a", "bc"]
+    assert provider.replies[0].paces[0] == pytest.approx(0.2)  # 400 / 2000 a second
+    assert finished.reply.content == "abc"
 
 
 def test_run_streams_the_text_and_saves_the_reply_with_its_metadata(make_app):

@@ -52,6 +52,8 @@ class Settings:
     history_tokens: int
     max_chars: int
     flush_seconds: float
+    flush_max_seconds: float
+    batches_per_second: float
     keepalive_seconds: float
     lease_seconds: float
     save_seconds: float
@@ -66,6 +68,8 @@ class Settings:
             history_tokens=int(config["HISTORY_TOKENS"]),
             max_chars=int(config["MAX_MESSAGE_CHARS"]),
             flush_seconds=float(config["STREAM_FLUSH_SECONDS"]),
+            flush_max_seconds=float(config["STREAM_FLUSH_MAX_SECONDS"]),
+            batches_per_second=float(config["STREAM_BATCHES_PER_SECOND"]),
             keepalive_seconds=float(config["STREAM_KEEPALIVE_SECONDS"]),
             lease_seconds=float(config["STREAM_LEASE_SECONDS"]),
             save_seconds=float(config["REPLY_SAVE_SECONDS"]),

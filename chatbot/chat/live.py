@@ -47,6 +47,10 @@ class LiveReplies:
             if self._leases.get(lease.reply_id) is lease:
                 del self._leases[lease.reply_id]
 
+    def count(self) -> int:
+        """How many replies this process is writing now."""
+        return len(self._leases)
+
     def cancel(self, reply_id: int, reason: str) -> bool:
         """End a turn of this process early (Stop, a departed client); False if none is here."""
         lease = self._leases.get(reply_id)

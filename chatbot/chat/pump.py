@@ -126,6 +126,13 @@ class Heartbeat:
 HEARTBEAT = Heartbeat()
 
 
+def batch_interval(live: int, least: float, most: float, per_second: float) -> float:
+    """How often each of ``live`` replies in a process sends a batch: every ``least`` seconds while
+    they are few, and so that all of them together send about ``per_second`` batches a second when
+    they are many (every ``most`` seconds at the slowest)."""
+    return min(most, max(least, live / per_second if per_second > 0 else least))
+
+
 @dataclass
 class Batcher:
     """Text goes out at most every ``flush_every`` seconds (the first piece at once), and a

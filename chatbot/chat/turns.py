@@ -25,7 +25,7 @@ from ..models import MessageRecord, Status
 from . import context, queries, replies
 from .begin import BUSY, Settings, Turn, TurnRefused, abandon, begin_retry, begin_turn, clean_content
 from .live import LiveReplies
-from .pump import CANCELLED, END, Batcher, Heartbeat, Pump
+from .pump import CANCELLED, END, Batcher, Heartbeat, Pump, batch_interval
 
 __all__ = [
     "BUSY",
@@ -98,14 +98,27 @@ def run(
             turn.conversation.id, lease.reply_id, settings.system_prompt, settings.history_tokens
         )
         db.session.commit()  # never hold a transaction across the model call
-        pump = Pump(provider.stream(messages))
+
+        def interval() -> float:  # the more replies this process streams, the bigger the batches
+            return batch_interval(
+                live.count(), settings.flush_seconds, settings.flush_max_seconds, settings.batches_per_second
+            )
+
+        reply = provider.stream(messages)
+        reply.pace(every := interval())
+        pump = Pump(reply)
         lease.on_cancel(pump.cancel)
-        batcher = Batcher(settings.flush_seconds, settings.keepalive_seconds)
+        batcher = Batcher(every, settings.keepalive_seconds)
         while True:
             event = pump.get(batcher.wait(clock()))
             if event is None:  # quiet for a while: flush what we have, or say we're alive
                 idle = batcher.idle(clock())
-                yield idle if isinstance(idle, Heartbeat) else Delta(idle)
+                if isinstance(idle, Heartbeat):
+                    yield idle
+                else:
+                    yield Delta(idle)
+                    batcher.flush_every = every = interval()
+                    reply.pace(every)
             elif event is END or event is CANCELLED:
                 break
             elif isinstance(event, Text):
@@ -114,6 +127,8 @@ def run(
                 lease.parts.append(event.text)
                 if (batch := batcher.add(event.text, clock())) is not None:
                     yield Delta(batch)
+                    batcher.flush_every = every = interval()
+                    reply.pace(every)
             elif isinstance(event, Usage):
                 outcome.usage = event
             elif isinstance(event, Finish):

@@ -2,7 +2,8 @@
 
 A provider turns wire-format chat messages (``{"role": ..., "content": ...}`` dicts) into a
 ``ReplyStream``: an iterator of events (``Text``, ``Usage``, ``Finish``) with a ``close()`` that may
-be called from another thread to stop the backend early. Errors before or during the reply are
+be called from another thread to stop the backend early, and a ``pace()`` that says how often
+its reader wants text. Errors before or during the reply are
 raised as ``ProviderError`` with a short, plain reason a user may read (no keys, no tracebacks).
 """
 
@@ -46,6 +47,10 @@ class ReplyStream(Protocol):
     def __iter__(self) -> Iterator[Event]: ...
 
     def close(self) -> None: ...
+
+    def pace(self, seconds: float) -> None:
+        """Read the backend no more often than every ``seconds`` from now on (its text is sent on
+        in batches that often anyway); a backend with nothing to read may ignore it."""
 
 
 class Provider(Protocol):

@@ -248,5 +248,8 @@ class _OfflineReply:
         yield Usage(prompt, completion, prompt + completion)
         yield Finish("stop")
 
+    def pace(self, seconds: float) -> None:
+        """Nothing to read: the answer is here already."""
+
     def close(self) -> None:
         self._closed.set()

@@ -84,6 +84,7 @@ class OpenAIProvider:
         self.model = model
         self.label = model
         self.max_tokens = max_tokens
+        self.client.platform_headers()  # (computed once, reading the interpreter's binary: not on a turn)
 
     def request_kwargs(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """The ``create()`` arguments for a streamed reply to ``messages`` (wire format)."""
@@ -109,6 +110,7 @@ class _OpenAIReply:
         self._provider = provider
         self._messages = messages
         self._call = Call()
+        self._pace = 0.0
 
     def __iter__(self) -> Iterator[Event]:
         with tracked(self._call):
@@ -148,6 +150,7 @@ class _OpenAIReply:
                 for choice in (chunk.get("choices") or ())[:1]:
                     content = (choice.get("delta") or {}).get("content")
                     if content and isinstance(content, str):
+                        self._call.pace = self._pace  # (the first text is read at once)
                         yield Text(content)
                     elif content:
                         raise ProviderError(
@@ -170,6 +173,13 @@ class _OpenAIReply:
                 pass
         if not finished and not self._call.cancelled:
             raise ProviderError("The assistant's reply ended before it was finished.", "cut")
+
+    def pace(self, seconds: float) -> None:
+        """Once its text flows, read the stream at most every ``seconds``: each read takes every
+        chunk that arrived meanwhile (``Call.before_read``)."""
+        self._pace = seconds
+        if self._call.pace:
+            self._call.pace = seconds
 
     def close(self) -> None:
         """End the call now, from any thread, whatever stage it is at (connecting, waiting for
