@@ -1,6 +1,6 @@
 # The two commands a newcomer needs:
 #   make run    install into .venv and serve the chat on http://127.0.0.1:5000
-#   make test   install the test extras into .venv and run the whole suite
+#   make test   install the test extras into .venv and run the whole suite (SQLite, then PostgreSQL + Redis)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -23,8 +23,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/flask --app chatbot run --host $(HOST) --port $(PORT)
 
+# The whole suite twice: on SQLite, then on PostgreSQL + Redis (skipped with a reason without them).
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	CHATBOT_TEST_STACK=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Lint, format check and types (CI runs this before the tests).
 lint: $(VENV)/.installed-test

@@ -77,7 +77,9 @@ class Defaults:
     # SQLite: how long a write waits for another writer's lock before it fails.
     SQLITE_BUSY_SECONDS = 5.0
 
-    # Server-side sessions (Flask-Session), stored in the database.
+    # Server-side sessions (Flask-Session): in Redis when REDIS_URL is set (keys start with
+    # SESSION_KEY_PREFIX), else in the database's sessions table.
+    SESSION_KEY_PREFIX = "chatbot:session:"
     SESSION_COOKIE_NAME = "chatbot_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

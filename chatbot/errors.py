@@ -41,6 +41,13 @@ def database_busy(error: OperationalError) -> tuple[str, int]:
     return http_error(ServiceUnavailable("The service is busy right now. Please try again in a moment."))
 
 
+def redis_unavailable(error: Exception) -> tuple[str, int]:
+    """Redis (sessions) doesn't answer: say so plainly, as for the database."""
+    current_app.logger.warning("redis unavailable on %s %s: %s", request.method, request.path, error)
+    db.session.rollback()
+    return http_error(ServiceUnavailable("The service is busy right now. Please try again in a moment."))
+
+
 @bp.app_errorhandler(429)
 def too_many_requests(error: TooManyRequests) -> Response:
     """A rate limit (``ratelimit.py``): when to try again, in the composer's error line or on a
@@ -63,3 +70,8 @@ def _duration(seconds: int) -> str:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    if app.config.get("REDIS_URL"):
+        import redis
+
+        app.register_error_handler(redis.exceptions.ConnectionError, redis_unavailable)
+        app.register_error_handler(redis.exceptions.TimeoutError, redis_unavailable)

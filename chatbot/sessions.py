@@ -1,4 +1,5 @@
-"""Server-side sessions: Flask-Session's SQLAlchemy backend on our own ``sessions`` table.
+"""Server-side sessions: in Redis when ``REDIS_URL`` is set (shared by every process and host,
+expired by Redis itself), else Flask-Session's SQLAlchemy backend on our own ``sessions`` table.
 
 Why not ``Session(app)`` with ``SESSION_TYPE="sqlalchemy"``: that declares a new model class on
 ``db.Model`` for every app it initialises ("Table 'sessions' is already defined", Flask-Session
@@ -14,6 +15,7 @@ from typing import Any
 
 from flask import Flask
 from flask_session.base import ServerSideSession, ServerSideSessionInterface
+from flask_session.redis import RedisSessionInterface
 from flask_session.sqlalchemy import SqlAlchemySessionInterface
 from sqlalchemy import bindparam, select
 
@@ -79,5 +81,28 @@ class DatabaseSessionInterface(SqlAlchemySessionInterface):
             raise
 
 
+class RedisSessions(RedisSessionInterface):
+    """Flask-Session's Redis backend: one GET to read a session, one SET (with its expiry) to save.
+    A Redis that doesn't answer within a second fails the request with a 503 (``errors.py``)."""
+
+    def __init__(self, app: Flask):
+        import redis
+
+        client = redis.Redis.from_url(
+            app.config["REDIS_URL"], socket_timeout=1, socket_connect_timeout=1, health_check_interval=30
+        )
+        super().__init__(
+            app,
+            client=client,
+            key_prefix=app.config["SESSION_KEY_PREFIX"],
+            permanent=app.config["SESSION_PERMANENT"],
+            sid_length=32,
+            serialization_format="msgpack",
+        )
+
+
 def init_app(app: Flask) -> None:
-    app.session_interface = DatabaseSessionInterface(app)
+    if app.config.get("REDIS_URL"):
+        app.session_interface = RedisSessions(app)
+    else:
+        app.session_interface = DatabaseSessionInterface(app)

@@ -1,11 +1,21 @@
 """Fixtures: ``app`` (temporary instance + SQLite), ``client``, ``runner``, ``fake_openai``,
-``live_server`` (the app on a free port) and ``page`` (Debian's Chromium via Playwright)."""
+``live_server`` (the app on a free port) and ``page`` (Debian's Chromium via Playwright).
+
+The suite runs on one of two stacks, chosen by ``CHATBOT_TEST_STACK``:
+
+- ``sqlite`` (the default): each test's app on its own SQLite file, sessions in it, rate-limit
+  counts in memory;
+- ``postgres``: every app on one PostgreSQL database (emptied before each test), sessions and
+  rate-limit counts in Redis (a key prefix per test). ``make test`` runs the suite on both.
+  Tests about SQLite itself (``@pytest.mark.sqlite_only``) run in the SQLite run only.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,6 +28,29 @@ from .fake_openai import FakeOpenAI
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_SERVER = os.environ.get("CHATBOT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+STACK = os.environ.get("CHATBOT_TEST_STACK", "sqlite")
+REDIS_TEST_URL = os.environ.get("CHATBOT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+if STACK not in ("sqlite", "postgres"):
+    raise SystemExit(f"CHATBOT_TEST_STACK={STACK!r}: use sqlite or postgres")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: about SQLite itself; runs in the SQLite run only")
+
+
+def pytest_report_header(config):
+    if STACK == "postgres":
+        return f"stack: PostgreSQL ({PG_SERVER}) + Redis ({REDIS_TEST_URL}) for sessions and rate limits"
+    return "stack: SQLite, sessions in the database, rate limits in memory"
+
+
+def pytest_collection_modifyitems(config, items):
+    if STACK == "postgres":
+        skip = pytest.mark.skip(reason="about SQLite itself: runs in the SQLite run")
+        for item in items:
+            if item.get_closest_marker("sqlite_only"):
+                item.add_marker(skip)
+
 
 _ENV_PREFIXES = ("CHATBOT_", "OPENAI_")
 _ENV_NAMES = ("DATABASE_URL", "SECRET_KEY", "REDIS_URL")
@@ -45,12 +78,16 @@ def fake_openai(fake_openai_server):
     fake_openai_server.reset()
 
 
+# (the postgres stack) this test's database URL and Redis key prefix: set by ``stack``
+_stack: dict[str, str] = {}
+
+
 def make_app(tmp_path: Path, monkeypatch, **config):
     instance = tmp_path / "instance"
     monkeypatch.setenv("CHATBOT_INSTANCE_PATH", str(instance))
     settings = {
         "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'chat.sqlite3'}",
+        "SQLALCHEMY_DATABASE_URI": _stack.get("database") or f"sqlite:///{tmp_path / 'chat.sqlite3'}",
         "OFFLINE_WORD_DELAY": 0.0,
         # Tests post many messages from one client: limits stay out of their way, except in
         # test_ratelimit.py, which turns them on (RATELIMIT_ENABLED=True, or None: the environment).
@@ -59,6 +96,12 @@ def make_app(tmp_path: Path, monkeypatch, **config):
         # test (which uses the real page) run with CSRF protection on.
         "CSRF_ENABLED": False,
     }
+    if _stack:
+        settings.update(
+            REDIS_URL=REDIS_TEST_URL,
+            SESSION_KEY_PREFIX=_stack["prefix"] + ":session:",
+            RATELIMIT_KEY_PREFIX=_stack["prefix"],
+        )
     settings.update(config)
     # None means "leave it to the environment" (e.g. DATABASE_URL)
     return create_app({k: v for k, v in settings.items() if v is not None})
@@ -162,6 +205,68 @@ def page(browser):
     page.js_errors = errors
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def stack_database():
+    """(the postgres stack) One PostgreSQL database for the whole run, and Redis reachable."""
+    if STACK != "postgres":
+        yield None
+        return
+    import psycopg
+    import redis
+
+    try:
+        admin = psycopg.connect(PG_SERVER, autocommit=True, connect_timeout=3)
+        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=3).ping()
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"the postgres stack needs PostgreSQL ({PG_SERVER}), Redis ({REDIS_TEST_URL}): {exc}")
+        pytest.skip(f"the postgres stack needs PostgreSQL and Redis ({exc.__class__.__name__}: {exc})")
+    name = f"chatbot_suite_{os.getpid()}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(autouse=True)
+def stack(request):
+    """(the postgres stack) An empty database and a fresh Redis key prefix for each test."""
+    if STACK != "postgres" or request.node.get_closest_marker("sqlite_only"):
+        yield
+        return
+    url = request.getfixturevalue("stack_database")
+    import sqlalchemy
+
+    from chatbot.database import head_revision
+
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        tables = set(
+            conn.execute(
+                sqlalchemy.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            ).scalars()
+        )
+        version = (
+            conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
+            if "alembic_version" in tables
+            else None
+        )
+        if version != head_revision():  # (a test moved the schema): the next app builds it anew
+            conn.execute(sqlalchemy.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        elif emptied := [f'"{t}"' for t in tables if t != "alembic_version"]:
+            conn.execute(sqlalchemy.text(f"TRUNCATE {', '.join(emptied)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    _stack.update(database=url, prefix=f"test-{uuid.uuid4().hex[:12]}")
+    try:
+        yield
+    finally:
+        _stack.clear()
 
 
 @pytest.fixture(scope="session")

@@ -127,3 +127,35 @@ def read_until(sock: socket.socket, done: Callable[[bytes], bool]) -> bytes:
 def busy_model_readers() -> list[threading.Thread]:
     """Reader threads busy with a model call right now (idle pooled ones are named differently)."""
     return [t for t in threading.enumerate() if t.name == "model-reply" and t.is_alive()]
+
+
+# --- stored sessions, wherever the app keeps them (the database, or Redis on the postgres stack) --
+
+
+def stored_sessions(app) -> list[str]:
+    """The ids (with their store prefix) of the sessions the app has stored."""
+    iface = app.session_interface
+    if app.config.get("REDIS_URL"):
+        return sorted(key.decode() for key in iface.client.scan_iter(match=iface.key_prefix + "*"))
+    from chatbot.models import SessionRecord
+
+    with app.app_context():
+        return sorted(db.session.execute(select(SessionRecord.session_id)).scalars())
+
+
+def plant_session(app, sid: str, data: dict) -> None:
+    """Store a session as an attacker who could write one would (it expires in 2100)."""
+    iface = app.session_interface
+    encoded = iface.serializer.encode(data)
+    if app.config.get("REDIS_URL"):
+        iface.client.set(iface.key_prefix + sid, encoded)
+        return
+    from datetime import datetime
+
+    from chatbot.models import SessionRecord
+
+    with app.app_context():
+        db.session.add(
+            SessionRecord(session_id=iface.key_prefix + sid, data=encoded, expiry=datetime(2100, 1, 1))
+        )
+        db.session.commit()

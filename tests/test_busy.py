@@ -7,6 +7,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 
+import pytest
 import requests
 
 from chatbot.chat import replies, turns
@@ -25,6 +26,8 @@ from .helpers import (
     send,
     wait_until,
 )
+
+pytestmark = pytest.mark.sqlite_only  # a SQLite write lock held by another connection
 
 
 @contextmanager

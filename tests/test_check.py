@@ -6,6 +6,8 @@ import os
 import socket
 import stat
 
+import pytest
+
 from .helpers import conversation_id_from, send
 
 
@@ -36,6 +38,7 @@ def test_check_tests_redis_when_configured(app_factory, openai_config, fake_open
     assert result.exit_code == 1 and "redis: PROBLEM" in result.output
 
 
+@pytest.mark.sqlite_only
 def test_the_app_keeps_its_files_private(tmp_path, app_factory, fake_openai, openai_config):
     app = app_factory(**openai_config)
     send(app.test_client(), "hello")

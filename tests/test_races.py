@@ -32,6 +32,8 @@ from .helpers import HX, message_url, parse_sse, post_url, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 BUSY_TEXT = "The assistant is still answering in this conversation"
+pytestmark = pytest.mark.sqlite_only  # servers sharing one SQLite file
+
 SECRET = "test-races-shared-secret-key-0123456789abcdef"
 
 

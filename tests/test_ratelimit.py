@@ -15,14 +15,19 @@ import secrets
 import socket
 
 import pytest
-from sqlalchemy import func, select
 
-from chatbot.extensions import db
-from chatbot.models import SessionRecord
 from chatbot.ratelimit import EXTENSION
 
 from .conftest import IN_CI
-from .helpers import HX, all_conversations, all_messages, conversation_id_from, message_url, send
+from .helpers import (
+    HX,
+    all_conversations,
+    all_messages,
+    conversation_id_from,
+    message_url,
+    send,
+    stored_sessions,
+)
 
 REDIS_SERVER = os.environ.get("CHATBOT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 TOO_FAST = re.compile(
@@ -58,8 +63,7 @@ def storage(app) -> str:
 
 
 def session_rows(app) -> int:
-    with app.app_context():
-        return db.session.execute(select(func.count()).select_from(SessionRecord)).scalar_one()
+    return len(stored_sessions(app))
 
 
 def saved(app) -> tuple[int, int, int]:
@@ -294,8 +298,8 @@ def test_with_redis_the_count_holds_across_app_instances(limited, redis_url, mon
 
 def test_without_redis_each_app_counts_on_its_own(limited):
     """The control for the test above: in memory, two apps (two workers) don't share counts."""
-    one = limited(RATELIMIT_MESSAGES_PER_IP="1/minute")
-    two = limited(RATELIMIT_MESSAGES_PER_IP="1/minute")
+    one = limited(RATELIMIT_MESSAGES_PER_IP="1/minute", REDIS_URL="")
+    two = limited(RATELIMIT_MESSAGES_PER_IP="1/minute", REDIS_URL="")
     assert storage(one) == storage(two) == "MemoryStorage"
     assert send(browser(one), "one").status_code == 200
     assert send(browser(two), "two").status_code == 200
@@ -307,7 +311,8 @@ def test_an_unreachable_redis_falls_back_to_counting_in_memory(limited):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = limited(RATELIMIT_MESSAGES_PER_IP="2/minute", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    # (the counts' own storage: on the postgres stack, REDIS_URL also holds the sessions)
+    app = limited(RATELIMIT_MESSAGES_PER_IP="2/minute", RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0")
     assert storage(app) == "RedisStorage"
     assert send(browser(app), "one").status_code == 200
     assert send(browser(app), "two").status_code == 200

@@ -4,22 +4,25 @@ before they touch the session, sessions issued only by an accepted message, stri
 from __future__ import annotations
 
 import io
-from datetime import datetime
 
 import pytest
-from sqlalchemy import func, select
 
-from chatbot.extensions import db
-from chatbot.models import SessionRecord
-
-from .helpers import HX, all_conversations, all_messages, conversation_id_from, message_url, send
+from .helpers import (
+    HX,
+    all_conversations,
+    all_messages,
+    conversation_id_from,
+    message_url,
+    plant_session,
+    send,
+    stored_sessions,
+)
 
 STRONG_KEY = "k" * 20 + "0123456789abcdefghij"
 
 
 def session_rows(app) -> int:
-    with app.app_context():
-        return db.session.execute(select(func.count()).select_from(SessionRecord)).scalar_one()
+    return len(stored_sessions(app))
 
 
 # --- headers ---------------------------------------------------------------------------------
@@ -117,25 +120,16 @@ def test_the_session_id_is_rotated_when_the_owner_is_issued(app, fake_openai):
     planter = app.test_client()
     planter.post("/new")  # a session with nothing in it stores nothing...
     assert session_rows(app) == 0
-    with app.app_context():  # ...so plant one as an attacker would, with a row of their own
-        iface = app.session_interface
-        planted_sid = "planted-session-id-0123456789abcdef"
-        db.session.add(
-            SessionRecord(
-                session_id="session:" + planted_sid,
-                data=iface.serializer.encode({"current": "nothing"}),
-                expiry=datetime(2100, 1, 1),
-            )
-        )
-        db.session.commit()
+    planted_sid = "planted-session-id-0123456789abcdef"  # ...so plant one as an attacker would
+    plant_session(app, planted_sid, {"current": "nothing"})
+    prefix = app.session_interface.key_prefix
     victim = app.test_client()
     victim.set_cookie("chatbot_session", planted_sid)
     assert victim.get("/").status_code == 200  # the planted session is read: it is valid
     send(victim, "my private question")
     assert victim.get_cookie("chatbot_session").value != planted_sid
-    with app.app_context():
-        rows = db.session.execute(select(SessionRecord.session_id)).scalars().all()
-    assert "session:" + planted_sid not in rows
+    stored = stored_sessions(app)
+    assert prefix + planted_sid not in stored and len(stored) == 1  # the new one only
 
 
 # --- production settings -----------------------------------------------------------------------

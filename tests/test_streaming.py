@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from .conftest import REDIS_TEST_URL, _stack
 from .fake_openai import Reply, tokens
 from .helpers import (
     HX,
@@ -192,13 +193,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stack_env() -> dict[str, str]:
+    if not _stack:
+        return {}
+    return {
+        "REDIS_URL": REDIS_TEST_URL,
+        "CHATBOT_SESSION_KEY_PREFIX": _stack["prefix"] + ":session:",
+        "CHATBOT_RATELIMIT_KEY_PREFIX": _stack["prefix"],
+    }
+
+
 @pytest.fixture
 def gunicorn_server(tmp_path, fake_openai):
     port = _free_port()
     env = dict(
         os.environ,
         CHATBOT_INSTANCE_PATH=str(tmp_path / "instance"),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'gunicorn.sqlite3'}",
+        # the run's stack: a SQLite file, or (postgres) this test's database with Redis
+        DATABASE_URL=_stack.get("database") or f"sqlite:///{tmp_path / 'gunicorn.sqlite3'}",
         OPENAI_API_KEY="sk-test-not-a-real-key",
         OPENAI_BASE_URL=fake_openai.url,
         CHATBOT_OPENAI_MAX_RETRIES="0",
@@ -209,6 +221,8 @@ def gunicorn_server(tmp_path, fake_openai):
         # (they have their own tests), and counted in one place whichever worker takes a request
         CHATBOT_RATELIMIT_NEW_SESSIONS_PER_IP="1000/hour",
         CHATBOT_RATELIMIT_MESSAGES_PER_IP="1000/minute",
+        CHATBOT_RATELIMIT_MESSAGES_PER_OWNER="1000/minute",  # (a first message counts per address)
+        **_stack_env(),
     )  # workers and worker class as shipped
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],

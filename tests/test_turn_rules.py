@@ -826,6 +826,7 @@ def test_a_provider_error_after_some_text_keeps_it_with_the_reason(make_app):
 # --- a busy database -----------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_a_reply_that_cannot_be_saved_says_so_and_is_not_shown_complete(make_app, caplog):
     app = make_app(SQLITE_BUSY_SECONDS=0.05, REPLY_SAVE_SECONDS=0.3)
     provider = ScriptedProvider(Text("All "), Text("done."), Finish("stop"))
@@ -853,6 +854,7 @@ def test_a_reply_that_cannot_be_saved_says_so_and_is_not_shown_complete(make_app
     assert "could not save reply" in caplog.text
 
 
+@pytest.mark.sqlite_only
 def test_a_save_that_waits_out_a_short_lock_is_saved_complete(make_app):
     app = make_app(SQLITE_BUSY_SECONDS=0.05, REPLY_SAVE_SECONDS=3.0)
     provider = ScriptedProvider(Text("All "), Text("done."), Finish("stop"))
@@ -879,6 +881,7 @@ def test_a_save_that_waits_out_a_short_lock_is_saved_complete(make_app):
     assert (saved.status, saved.content, saved.lease_until) == ("complete", "All done.", None)
 
 
+@pytest.mark.sqlite_only
 def test_a_tick_on_a_busy_database_logs_and_returns(make_app, caplog):
     app = make_app(SQLITE_BUSY_SECONDS=0.05)
     with app.app_context():
@@ -900,6 +903,7 @@ def test_a_tick_on_a_busy_database_logs_and_returns(make_app, caplog):
         assert row(app, turn.reply.id).content == "so far"
 
 
+@pytest.mark.sqlite_only
 def test_text_keeps_flowing_while_the_ticker_waits_on_a_busy_database(make_app, caplog):
     app = make_app(STREAM_TICK_SECONDS=0.05, SQLITE_BUSY_SECONDS=0.5)
     go = threading.Event()
