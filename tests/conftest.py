@@ -36,6 +36,9 @@ if STACK not in ("sqlite", "postgres"):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: about SQLite itself; runs in the SQLite run only")
+    config.addinivalue_line(
+        "markers", "postgres_only: several servers on PostgreSQL + Redis; runs in the postgres run only"
+    )
 
 
 def pytest_report_header(config):
@@ -47,9 +50,13 @@ def pytest_report_header(config):
 def pytest_collection_modifyitems(config, items):
     if STACK == "postgres":
         skip = pytest.mark.skip(reason="about SQLite itself: runs in the SQLite run")
-        for item in items:
-            if item.get_closest_marker("sqlite_only"):
-                item.add_marker(skip)
+        marker = "sqlite_only"
+    else:
+        skip = pytest.mark.skip(reason="needs PostgreSQL + Redis: runs in the postgres run (make test)")
+        marker = "postgres_only"
+    for item in items:
+        if item.get_closest_marker(marker):
+            item.add_marker(skip)
 
 
 _ENV_PREFIXES = ("CHATBOT_", "OPENAI_")
