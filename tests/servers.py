@@ -88,11 +88,6 @@ class Server:
             self._log.close()
 
 
-@pytest.fixture
-def db_path(tmp_path) -> Path:
-    return tmp_path / "races.sqlite3"
-
-
 class Cluster:
     """The servers (on one database, with ``env`` for all of them) and the browsers of one test;
     ``close`` ends them all."""
@@ -136,6 +131,21 @@ class Cluster:
             session.close()
         for server in self.servers:
             server.kill()
+
+
+def on_this_stack(tmp_path: Path, fake_url: str, **env: str) -> Cluster:
+    """A cluster on this run's stack: a new SQLite file, or (the postgres run) this test's
+    PostgreSQL database with sessions and rate-limit counts in Redis."""
+    from .conftest import REDIS_TEST_URL, _stack
+
+    if not _stack:
+        return Cluster(tmp_path, f"sqlite:///{tmp_path / 'servers.sqlite3'}", fake_url, env)
+    redis = {
+        "REDIS_URL": REDIS_TEST_URL,
+        "CHATBOT_SESSION_KEY_PREFIX": _stack["prefix"] + ":session:",
+        "CHATBOT_RATELIMIT_KEY_PREFIX": _stack["prefix"],
+    }
+    return Cluster(tmp_path, _stack["database"], fake_url, {**redis, **env})
 
 
 def assert_no_traceback(*servers: Server) -> None:

@@ -17,10 +17,9 @@ import time
 import pytest
 import requests
 
-from .conftest import REDIS_TEST_URL, _stack
 from .fake_openai import Reply, tokens
 from .helpers import HX, message_url, post_url, wait_until
-from .servers import Cluster, Stream, assert_no_traceback, first_events, post
+from .servers import Stream, assert_no_traceback, first_events, on_this_stack, post
 
 pytestmark = pytest.mark.postgres_only
 
@@ -29,17 +28,7 @@ LONG = " ".join(f"word{i}" for i in range(100)) + " and **done**."
 
 @pytest.fixture
 def cluster(tmp_path, fake_openai):
-    cluster = Cluster(
-        tmp_path,
-        _stack["database"],
-        fake_openai.url,
-        {
-            "REDIS_URL": REDIS_TEST_URL,
-            "CHATBOT_SESSION_KEY_PREFIX": _stack["prefix"] + ":session:",
-            "CHATBOT_RATELIMIT_KEY_PREFIX": _stack["prefix"],
-            "WEB_CONCURRENCY": "1",
-        },
-    )
+    cluster = on_this_stack(tmp_path, fake_openai.url, WEB_CONCURRENCY="1")
     yield cluster
     cluster.close()
 

@@ -1,0 +1,102 @@
+"""Deploys: a gunicorn reload (HUP) or a stop (TERM, as a rolling restart sends) lets the replies
+being written finish, within the graceful timeout, while new requests go to the new workers (or
+the other servers). Each test runs the shipped configuration on this run's stack.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import requests
+
+from .fake_openai import Reply
+from .helpers import message_url, post_url, wait_until
+from .servers import Stream, assert_no_traceback, first_events, on_this_stack
+
+ANSWER = " ".join(f"step{i}" for i in range(60)) + " and **done**."
+
+
+@pytest.fixture
+def cluster(tmp_path, fake_openai):
+    cluster = on_this_stack(tmp_path, fake_openai.url, WEB_CONCURRENCY="1")
+    yield cluster
+    cluster.close()
+
+
+def workers_of(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(child) for child in f.read().split()}
+
+
+def test_a_reload_lets_a_running_reply_finish_while_new_workers_serve(cluster, fake_openai):
+    (server,) = cluster.start(1)
+    old_workers = workers_of(server.proc.pid)
+    fake_openai.will(Reply(ANSWER, token_delay=0.05))  # ~3 s
+    browser = cluster.browser()
+    stream = first_events(Stream(browser, server.url + post_url(), {"content": "Walk me through it"}), 2)
+    reply_id = stream.reply_id()
+    wait_until(lambda: stream.text_events(reply_id) >= 2, timeout=5, what="the reply to start")
+
+    os.kill(server.proc.pid, signal.SIGHUP)
+    # a new worker takes new requests while the old one finishes the reply
+    wait_until(lambda: workers_of(server.proc.pid) - old_workers, timeout=10, what="a new worker to start")
+    assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+    assert stream.ended is None, "the reply must still be streaming after the reload"
+
+    stream.join(15)
+    final = stream.final()
+    assert 'data-status="complete"' in final and "<strong>done</strong>" in final, final
+    wait_until(lambda: not workers_of(server.proc.pid) & old_workers, timeout=10, what="the old worker to go")
+    page = browser.get(server.url + f"/c/{stream.conversation()}", timeout=5).text
+    assert "step59 and <strong>done</strong>" in page  # saved whole, and served by the new worker
+    assert_no_traceback(server)
+
+
+def test_a_stopped_server_finishes_its_replies_and_another_carries_on(cluster, fake_openai):
+    """A rolling restart: TERM to the old server (which stops taking new connections), a new
+    server on the same database; the reply in flight on the old one completes and is saved."""
+    (old,) = cluster.start(1)
+    fake_openai.will(Reply(ANSWER, token_delay=0.05), Reply("Anything else?"))
+    browser = cluster.browser()
+    stream = first_events(Stream(browser, old.url + post_url(), {"content": "Walk me through it"}), 2)
+    reply_id = stream.reply_id()
+    wait_until(lambda: stream.text_events(reply_id) >= 2, timeout=5, what="the reply to start")
+
+    old.proc.send_signal(signal.SIGTERM)
+    (new,) = cluster.start(1)
+    stream.join(15)
+    assert 'data-status="complete"' in stream.final()
+    assert old.proc.wait(timeout=10) == 0  # it left once its reply was done, not at the timeout
+
+    conversation = stream.conversation()
+    follow_up = Stream(browser, new.url + post_url(conversation), {"content": "Thanks"}).join(10)
+    assert 'data-status="complete"' in follow_up.final()
+    page = browser.get(new.url + f"/c/{conversation}", timeout=5).text
+    assert "step59 and <strong>done</strong>" in page and "Anything else?" in page
+    assert_no_traceback(old, new)
+
+
+def test_a_reply_cut_by_a_hard_kill_reads_interrupted_and_retries_on_the_next_server(cluster, fake_openai):
+    (old,) = cluster.start(1, CHATBOT_STREAM_LEASE_SECONDS="2")
+    fake_openai.will(Reply(ANSWER, token_delay=0.05), Reply("Here it is again, whole."))
+    browser = cluster.browser()
+    stream = first_events(Stream(browser, old.url + post_url(), {"content": "Walk me through it"}), 2)
+    reply_id, conversation = stream.reply_id(), stream.conversation()
+    # a second of text: its ticks (every 0.5 s) have saved some of it
+    wait_until(lambda: stream.text_events(reply_id) >= 20, timeout=5, what="a second of the reply")
+
+    old.kill()  # SIGKILL, master and worker: nothing gets to save anything
+    (new,) = cluster.start(1, CHATBOT_STREAM_LEASE_SECONDS="2")
+
+    def shown_interrupted() -> str | None:  # once the dead turn's lease has run out
+        html = browser.get(new.url + message_url(conversation, reply_id), timeout=5).text
+        return html if 'data-status="interrupted"' in html else None
+
+    html = wait_until(shown_interrupted, timeout=5, what="the cut reply to read as interrupted")
+    assert "step0" in html and "Retry" in html and "hx-trigger" not in html
+    again = Stream(browser, new.url + post_url(conversation), {"content": "", "retry": str(reply_id)})
+    again.join(10)
+    assert 'data-status="complete"' in again.final() and "Here it is again, whole." in again.final()
+    assert_no_traceback(new)
