@@ -699,6 +699,9 @@ def main() -> None:
             "server": lambda: [server.pid, *children(server.pid)],
             "fake": lambda: [fake.pid],
         }
+        # A fresh worker's first requests pay one-time costs (the SDK's modules, compiling
+        # templates and statements): a round that is not counted, so they don't land in the first row.
+        run_round("warm-up", 16, app_client, port, args.deadline, groups)
         rows = []
         for n in counts:
             print(f"{n} clients: the model alone ...", flush=True)

@@ -76,6 +76,11 @@ class Defaults:
     SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict[str, object]] = {}
     # SQLite: how long a write waits for another writer's lock before it fails.
     SQLITE_BUSY_SECONDS = 5.0
+    # Database connections each worker process keeps (and may open beyond that when busy). A
+    # gevent worker serves hundreds of requests at once; size PostgreSQL's max_connections for
+    # (pool + overflow) x workers x hosts.
+    DATABASE_POOL_SIZE = 10
+    DATABASE_MAX_OVERFLOW = 10
 
     # Server-side sessions (Flask-Session): in Redis when REDIS_URL is set (keys start with
     # SESSION_KEY_PREFIX), else in the database's sessions table.
@@ -149,6 +154,8 @@ def load(app: Flask, test_config: Mapping[str, Any] | None) -> None:
     # tokens, session ids).
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         "hide_parameters": True,
+        "pool_size": int(app.config["DATABASE_POOL_SIZE"]),
+        "max_overflow": int(app.config["DATABASE_MAX_OVERFLOW"]),
         **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
     }
 
