@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,12 +35,63 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 BASELINE = "0001_baseline"  # the schema as it was before migrations
 
 
+SQLITE_BUSY = 5  # another connection holds the write lock (not _SNAPSHOT: waiting can't help that)
+
+
+def _waiting_out_locks(run: Any, busy_seconds: float) -> Any:
+    """Run a statement; while another connection holds the write lock, wait and run it again, for
+    up to ``busy_seconds``. SQLite's own busy handler waits inside C: under gevent that stops every
+    greenlet of the worker for as long. ``time.sleep`` is the greenlet's own wait there."""
+    deadline, pause = None, 0.001
+    while True:
+        try:
+            return run()
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != SQLITE_BUSY:
+                raise
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + busy_seconds
+            if now >= deadline:
+                raise
+            time.sleep(min(pause, deadline - now))
+            pause = min(pause * 2, 0.02)
+
+
+class _Cursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        run = super().execute
+        _waiting_out_locks(lambda: run(sql, parameters), self._busy_seconds())
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _Cursor:
+        run = super().executemany
+        _waiting_out_locks(lambda: run(sql, seq_of_parameters), self._busy_seconds())
+        return self
+
+    def _busy_seconds(self) -> float:
+        return float(getattr(self.connection, "busy_seconds", CooperativeConnection.busy_seconds))
+
+
+class CooperativeConnection(sqlite3.Connection):
+    """A SQLite connection that waits for another writer's lock in Python (``_waiting_out_locks``),
+    with SQLite's own busy timeout at 0."""
+
+    busy_seconds = 5.0
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(factory or _Cursor)
+
+    def commit(self) -> None:
+        _waiting_out_locks(super().commit, self.busy_seconds)
+
+
 def _sqlite_pragmas(busy_ms: int) -> Any:
     """Every SQLite connection's settings (WAL is the file's own: ``_use_wal`` sets it once)."""
 
     def connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.busy_seconds = busy_ms / 1000
         cur = dbapi_connection.cursor()
-        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cur.execute("PRAGMA busy_timeout=0")  # (the connection waits itself: CooperativeConnection)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
@@ -158,6 +211,9 @@ def init_db_command() -> None:
 def init_app(app: Flask) -> None:
     from . import models  # noqa: F401  (register the tables)
 
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+        options["connect_args"] = {"factory": CooperativeConnection, **options.get("connect_args", {})}
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     with app.app_context():

@@ -26,6 +26,7 @@ from .helpers import (
     send,
     wait_until,
 )
+from .servers import Cluster, Stream
 
 pytestmark = pytest.mark.sqlite_only  # a SQLite write lock held by another connection
 
@@ -144,3 +145,32 @@ def test_a_reply_the_server_garbles_is_an_error_not_a_crash(client, app, fake_op
     assert reply.status == "error" and reply.meta["error_kind"] == "bad_chunk"
     with app.app_context():
         assert live_replies(app).cancel(reply.id, "stopped") is False  # no lease left behind
+
+
+def test_a_write_waiting_for_the_lock_holds_up_nothing_else_in_a_gevent_worker(tmp_path, fake_openai):
+    """A message sent while another process holds SQLite's write lock waits for it (and is
+    saved once the lock frees); meanwhile the same worker (one, gevent) goes on answering
+    others: the wait is the greenlet's, not a C busy loop that would stop the whole worker."""
+    db_path = tmp_path / "busy.sqlite3"
+    cluster = Cluster(tmp_path, f"sqlite:///{db_path}", fake_openai.url, {"WEB_CONCURRENCY": "1"})
+    try:
+        (server,) = cluster.start(1)
+        conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            sent = Stream(cluster.browser(), server.url + "/c", {"content": "Are you there?"})
+            time.sleep(0.3)  # the post is waiting for the lock by now
+            assert sent.status is None and not sent.events
+            started = time.perf_counter()
+            health = requests.get(server.url + "/healthz", timeout=5)
+            answered = time.perf_counter() - started
+            held_for = time.perf_counter() - sent.started
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        sent.join(10)
+    finally:
+        cluster.close()
+    assert health.status_code == 200 and answered < 0.5, f"/healthz took {answered:.2f} s"
+    assert held_for > 0.3  # (the lock was still held while /healthz answered)
+    assert sent.status == 200 and 'data-status="complete"' in sent.final()
