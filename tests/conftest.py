@@ -48,15 +48,13 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    if STACK == "postgres":
-        skip = pytest.mark.skip(reason="about SQLite itself: runs in the SQLite run")
-        marker = "sqlite_only"
-    else:
-        skip = pytest.mark.skip(reason="needs PostgreSQL + Redis: runs in the postgres run (make test)")
-        marker = "postgres_only"
-    for item in items:
-        if item.get_closest_marker(marker):
-            item.add_marker(skip)
+    """Each test that belongs to one stack's run only is left out of the other run (reported as
+    deselected): SQLite-specific tests in the postgres run, multi-server ones in the SQLite run."""
+    other = "sqlite_only" if STACK == "postgres" else "postgres_only"
+    left_out = [item for item in items if item.get_closest_marker(other)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker(other)]
 
 
 _ENV_PREFIXES = ("CHATBOT_", "OPENAI_")
