@@ -613,6 +613,9 @@ def main() -> None:
         help="a database URL for the server, an empty database (default: a new SQLite file)",
     )
     parser.add_argument("--log", default="", help="keep the server's log in this file")
+    parser.add_argument(
+        "--app", default="wsgi:app", help="the WSGI app gunicorn serves (bench.bare_stream:app: the floor)"
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.clients.split(",") if n.strip()]
     began = time.perf_counter()
@@ -650,7 +653,7 @@ def main() -> None:
         for key in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_ACCESS_LOG"):
             env.pop(key, None)  # as shipped
         with open(log_path, "wb") as log:
-            command = ["gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket", "wsgi:app"]
+            command = ["gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket", args.app]
             server = subprocess.Popen(
                 [sys.executable, "-m", *command],
                 cwd=ROOT,
