@@ -11,6 +11,7 @@ import json
 import re
 import select
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -54,7 +55,8 @@ def tokens(text: str) -> list[str]:
 
 
 class FakeOpenAI:
-    def __init__(self):
+    def __init__(self, tls: object = None):
+        """``tls``: a ``trustme.CA`` to serve HTTPS with a certificate for 127.0.0.1 it issues."""
         self.requests: list[Request] = []
         self.replies: deque[Reply] = deque()
         self.default = Reply()
@@ -93,12 +95,18 @@ class FakeOpenAI:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:  # every record a chunk, as a real API's TLS front end sends them
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.issue_cert("127.0.0.1").configure_cert(context)  # type: ignore[attr-defined]
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/v1"
 
     def will(self, *replies: Reply) -> None:
         """Answer the next requests with these, in order (then with ``default``)."""

@@ -9,7 +9,7 @@ import time
 
 from chatbot.config import DEFAULT_SYSTEM_PROMPT
 
-from .fake_openai import DEFAULT_REPLY, Reply
+from .fake_openai import DEFAULT_REPLY, FakeOpenAI, Reply
 from .helpers import (
     all_conversations,
     all_messages,
@@ -185,6 +185,33 @@ def test_wire_bytes_equal_the_typed_sdk_call(app, fake_openai):
     ours, theirs = fake_openai.requests
     assert ours.body == theirs.body
     assert json.loads(ours.body)["messages"] == messages
+
+
+def test_a_paced_reply_over_tls_keeps_up_with_the_model(app_factory, openai_config, tmp_path, monkeypatch):
+    """Over TLS a socket read returns one record, one chunk: a paced read must take every record
+    that has arrived, or a reply of 50 chunks paced at 0.2 s would take 10 s instead of 0.5 s."""
+    import trustme
+
+    from chatbot.llm import Text, get_provider
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    server = FakeOpenAI(tls=ca)
+    try:
+        assert server.url.startswith("https://")
+        provider = get_provider(app_factory(**{**openai_config, "OPENAI_BASE_URL": server.url}))
+        text = " ".join(f"w{i}" for i in range(50))
+        server.will(Reply(text, token_delay=0.01))
+        reply = provider.stream([{"role": "user", "content": "count"}])
+        reply.pace(0.2)
+        started = time.perf_counter()
+        got = "".join(event.text for event in reply if isinstance(event, Text))
+        took = time.perf_counter() - started
+    finally:
+        server.close()
+    assert got == text
+    assert took < 1.5, f"the paced reply took {took:.2f} s"
 
 
 def test_a_paced_reply_reads_the_model_in_bursts_and_loses_nothing(app, fake_openai):

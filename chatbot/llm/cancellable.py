@@ -19,7 +19,9 @@ as ``_pool`` (private; the version range in ``pyproject.toml`` is bounded for it
 
 from __future__ import annotations
 
+import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -93,6 +95,19 @@ class Call:
             self.check()
 
 
+def _more_waiting(sock: Any) -> bool:
+    """Bytes to read right now, decrypted already (TLS) or in the socket's buffer."""
+    if sock is None:
+        return False
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # closed meanwhile
+        return False
+    return bool(readable)
+
+
 def _shutdown(stream: httpcore2.NetworkStream) -> None:
     sock = stream.get_extra_info("socket")
     if sock is None:
@@ -143,8 +158,24 @@ class _Stream(httpcore2.NetworkStream):
             raise
         if call is not None:
             call.after_read()
+            if call.pace and data:  # a paced read takes everything that has arrived meanwhile
+                data = self._drain(data, max_bytes, timeout)
         if not data:
             self._check_cancelled()
+        return data
+
+    def _drain(self, data: bytes, max_bytes: int, timeout: float | None) -> bytes:
+        """More reads while more is already here: over TLS one read returns one record (one
+        chunk of the reply), however many have arrived."""
+        sock = self.inner.get_extra_info("socket")
+        while len(data) < max_bytes and _more_waiting(sock):
+            try:
+                more = self.inner.read(max_bytes - len(data), timeout)
+            except Exception:  # noqa: BLE001 - the next read raises it again, after this data
+                break
+            if not more:
+                break
+            data += more
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
