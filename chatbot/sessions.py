@@ -13,11 +13,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request, Response
+from flask import request as current_request
 from flask_session.base import ServerSideSession, ServerSideSessionInterface
 from flask_session.redis import RedisSessionInterface
 from flask_session.sqlalchemy import SqlAlchemySessionInterface
 from sqlalchemy import bindparam, select
+from werkzeug.exceptions import ServiceUnavailable
 
 from .extensions import db, rowcount
 from .models import SessionRecord
@@ -81,13 +83,23 @@ class DatabaseSessionInterface(SqlAlchemySessionInterface):
             raise
 
 
+SESSIONS_DOWN = "chatbot.sessions_down"  # request.environ: the session store didn't answer
+BUSY = "The service is busy right now. Please try again in a moment."
+
+
 class RedisSessions(RedisSessionInterface):
     """Flask-Session's Redis backend: one GET to read a session, one SET (with its expiry) to save.
-    A Redis that doesn't answer within a second fails the request with a 503 (``errors.py``)."""
+
+    - A session saved in the database before ``REDIS_URL`` was set is still read from there (and
+      saved to Redis when it next changes): setting ``REDIS_URL`` logs nobody out.
+    - A Redis that doesn't answer within a second: the request gets an empty session and a
+      readable 503 (``errors.py``), never a bare 500; health checks still answer.
+    """
 
     def __init__(self, app: Flask):
         import redis
 
+        self.errors: tuple[type[Exception], ...] = (redis.exceptions.RedisError,)
         client = redis.Redis.from_url(
             app.config["REDIS_URL"], socket_timeout=1, socket_connect_timeout=1, health_check_interval=30
         )
@@ -99,10 +111,59 @@ class RedisSessions(RedisSessionInterface):
             sid_length=32,
             serialization_format="msgpack",
         )
+        self.database = DatabaseSessionInterface(app)
+
+    def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
+        data: dict[str, Any] | None = super()._retrieve_session_data(store_id)
+        if data is None:  # saved before sessions moved to Redis?
+            sid = store_id[len(self.key_prefix) :]
+            data = self.database._retrieve_session_data(self.database.key_prefix + sid)
+        return data
+
+    def open_session(self, app: Flask, request: Request) -> ServerSideSession:
+        try:
+            return super().open_session(app, request)
+        except self.errors as exc:
+            app.logger.warning("sessions unavailable (redis): %s", exc)
+            request.environ[SESSIONS_DOWN] = True
+            return self.session_class(sid=self._generate_sid(self.sid_length), permanent=self.permanent)
+
+    def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        if request_environ().get(SESSIONS_DOWN):
+            return  # (nothing was read: nothing may be written over it)
+        try:
+            super().save_session(app, session, response)
+        except self.errors as exc:  # the answer can't be found again without its session: say so
+            app.logger.warning("sessions unavailable (redis), a session was not saved: %s", exc)
+            from .errors import http_error
+
+            body, code = http_error(ServiceUnavailable(BUSY))
+            response.close()  # (a stream that never started: its reply is left to its lease)
+            response.set_data(body)
+            response.status_code = code
+            response.mimetype = "text/html"
+
+
+def request_environ() -> dict[str, Any]:
+    environ: dict[str, Any] = current_request.environ
+    return environ
+
+
+def sessions_down() -> bool:
+    """This request's session store didn't answer (its session is empty, and unsaved)."""
+    return bool(request_environ().get(SESSIONS_DOWN))
+
+
+def refuse_without_sessions() -> None:
+    """First of all checks: without its session a request can't know whose conversations it may
+    see, so it gets a readable 503 (health checks and static files still answer)."""
+    if sessions_down() and current_request.blueprint != "health" and current_request.endpoint != "static":
+        raise ServiceUnavailable(BUSY)
 
 
 def init_app(app: Flask) -> None:
     if app.config.get("REDIS_URL"):
         app.session_interface = RedisSessions(app)
+        app.before_request_funcs.setdefault(None, []).insert(0, refuse_without_sessions)
     else:
         app.session_interface = DatabaseSessionInterface(app)

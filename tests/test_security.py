@@ -4,6 +4,7 @@ before they touch the session, sessions issued only by an accepted message, stri
 from __future__ import annotations
 
 import io
+import socket
 
 import pytest
 
@@ -294,3 +295,59 @@ def test_trusted_hosts_refuse_other_host_names(app_factory, monkeypatch, fake_op
     client = app.test_client()
     assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
     assert client.get("/", headers={"Host": "chat.example.com"}).status_code == 200
+
+
+# --- sessions in Redis: a Redis that doesn't answer ----------------------------------------------
+
+
+def _dead_redis() -> str:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+
+
+def test_with_the_session_store_down_every_page_says_so_readably_and_health_answers(
+    app_factory, openai_config, fake_openai
+):
+    app = app_factory(**openai_config, REDIS_URL=_dead_redis())
+    client = app.test_client()
+    client.set_cookie("chatbot_session", "a-session-id-the-store-cannot-read")
+    page = client.get("/")
+    assert page.status_code == 503 and "busy right now" in page.text and "<html" in page.text.lower()
+    sent = send(client, "Is anyone there?")  # from the page (htmx): a line for the composer
+    assert sent.status_code == 503 and "busy right now" in sent.text and "Traceback" not in sent.text
+    first = send(app.test_client(), "A first message")  # no cookie: the session can't be saved
+    assert first.status_code == 503 and "busy right now" in first.text
+    assert first.headers["Content-Type"].startswith("text/html")
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json["redis"].startswith("unavailable")
+    assert not any(m.is_user and m.content == "Is anyone there?" for m in all_messages(app))
+
+
+def test_sessions_saved_in_the_database_still_open_once_redis_holds_them(
+    app_factory, openai_config, fake_openai
+):
+    """Setting REDIS_URL on a running site logs nobody out: a session saved in the database
+    before is still read (and moves to Redis when it next changes)."""
+    import redis as redis_client
+
+    from .conftest import REDIS_TEST_URL
+
+    try:
+        redis_client.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1).ping()
+    except redis_client.exceptions.RedisError:
+        from .conftest import IN_CI
+
+        if IN_CI:
+            pytest.fail(f"Redis is required in CI ({REDIS_TEST_URL})")
+        pytest.skip(f"Redis not reachable at {REDIS_TEST_URL}")
+    before = app_factory(**openai_config, REDIS_URL="")
+    browser = before.test_client()
+    cid = conversation_id_from(send(browser, "Saved before Redis"))
+    after = app_factory(**openai_config, REDIS_URL=REDIS_TEST_URL, SESSION_KEY_PREFIX=f"t-{cid}:session:")
+    moved = after.test_client()
+    moved.set_cookie("chatbot_session", browser.get_cookie("chatbot_session").value)
+    page = moved.get(f"/c/{cid}")
+    assert page.status_code == 200 and "Saved before Redis" in page.text
+    assert moved.get("/").status_code == 200 and "Saved before Redis" in moved.get("/").text
