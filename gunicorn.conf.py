@@ -3,7 +3,7 @@
 A streamed reply is an open response for its whole length (seconds to a minute), mostly waiting on
 the model. The worker class is ``gevent``: every open stream is a greenlet (a few tens of KB), not
 an OS thread, so one worker holds hundreds of streams and a slow client holds nothing but its
-socket. Measured on 2 cores (``bench/concurrency.py``, README "Capacity"): gthread with 2 x 16
+socket. Measured on 2 cores (``bench/concurrency.py``, README "Benchmarks"): gthread with 2 x 16
 threads made the 33rd customer wait for someone else's reply to end, and 500 customers waited
 38 s p95 for their first text; gevent serves them all at once.
 
@@ -41,6 +41,14 @@ keepalive = 5
 # duration); set GUNICORN_ACCESS_LOG=- for gunicorn's own access log as well.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
+# gunicorn's control socket (gunicornc) lives at one path per user: two servers on a host would
+# take it from each other. On when asked for (GUNICORN_CONTROL_SOCKET=path).
+control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+
+
+STARTUP_SECONDS = int(os.environ.get("GUNICORN_STARTUP_SECONDS", "120"))  # the schema upgrade included
 
 
 def on_starting(server: Any) -> None:
@@ -52,13 +60,21 @@ def on_starting(server: Any) -> None:
     import subprocess
     import sys
 
-    done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "chatbot", "sweep"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    server.log.info("preparing the database (flask sweep)")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "chatbot", "sweep"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=STARTUP_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        server.log.error("flask sweep took over %d s: is the database reachable?", STARTUP_SECONDS)
+        raise SystemExit(1) from None
     if done.returncode != 0:
         server.log.error("flask sweep failed:\n%s", done.stderr.strip())
         raise SystemExit(done.returncode)  # the workers would fail the same way
+    for line in done.stderr.splitlines():  # (warnings, the app's own log lines)
+        server.log.info("flask sweep: %s", line)
     server.log.info(done.stdout.strip())
