@@ -230,3 +230,50 @@ def post(session: requests.Session, url: str, content: str = "", retry: int | No
     if retry is not None:
         data["retry"] = str(retry)
     return session.post(url, data=data, headers=HX, timeout=30)
+
+
+class RoundRobin:
+    """One address in front of several servers, as a load balancer: each new connection goes to
+    the next server in turn (no stickiness), bytes relayed both ways until either side closes."""
+
+    def __init__(self, *servers: Server):
+        self.targets = [server.port for server in servers]
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sent_to: list[int] = []  # the port each connection went to
+        self._next = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            port = self.targets[self._next % len(self.targets)]
+            self._next += 1
+            self.sent_to.append(port)
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port))
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()

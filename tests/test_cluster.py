@@ -19,7 +19,7 @@ import requests
 
 from .fake_openai import Reply, tokens
 from .helpers import HX, message_url, post_url, wait_until
-from .servers import Stream, assert_no_traceback, first_events, on_this_stack, post
+from .servers import RoundRobin, Stream, assert_no_traceback, first_events, on_this_stack, post
 
 pytestmark = pytest.mark.postgres_only
 
@@ -69,6 +69,27 @@ def test_a_conversation_started_on_one_server_continues_on_the_other(cluster, fa
 
     stranger = requests.get(b.url + f"/c/{conversation}", timeout=5)  # no cookie: not theirs
     assert stranger.status_code == 404
+    assert_no_traceback(a, b)
+
+
+def test_behind_one_address_a_customer_moves_between_servers_without_noticing(cluster, fake_openai):
+    """A load balancer with no stickiness: every request a new connection, to the next server."""
+    a, b = cluster.start(2)
+    balancer = RoundRobin(a, b)
+    fake_openai.will(*(Reply(f"Answer {i}.") for i in range(4)))
+    browser = cluster.browser()
+    browser.headers["Connection"] = "close"  # (a new connection, so the next server, each time)
+    try:
+        first = Stream(browser, balancer.url + post_url(), {"content": "Question 0"}).join(10)
+        conversation = first.conversation()
+        for i in range(1, 4):
+            later = Stream(browser, balancer.url + post_url(conversation), {"content": f"Question {i}"})
+            assert 'data-status="complete"' in later.join(10).final()
+        page = browser.get(balancer.url + f"/c/{conversation}", timeout=5).text
+    finally:
+        balancer.close()
+    assert texts_on_page(page) == [t for i in range(4) for t in (f"Question {i}", f"Answer {i}.")]
+    assert set(balancer.sent_to) == {a.port, b.port}  # both servers served this customer
     assert_no_traceback(a, b)
 
 
