@@ -39,6 +39,13 @@ class DatabaseSessionInterface(SqlAlchemySessionInterface):
             cleanup_n_requests=app.config["SESSION_CLEANUP_N_REQUESTS"],
         )
 
+    def _cleanup_n_requests(self) -> None:
+        """Flask-Session deletes expired sessions on about one request in
+        SESSION_CLEANUP_N_REQUESTS: never on a health check (which must not touch the database)
+        or a static file."""
+        if current_request.blueprint != "health" and current_request.endpoint != "static":
+            super()._cleanup_n_requests()
+
     # One Core SELECT on a pooled connection instead of an ORM query: the session is read on
     # every request, and this halves its cost. Expired rows read as "no session" (cleanup
     # removes them every SESSION_CLEANUP_N_REQUESTS requests).

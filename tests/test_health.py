@@ -64,3 +64,23 @@ def test_health_endpoints_are_not_rate_limited_or_csrf_checked(app_factory, open
     for _ in range(200):
         assert client.get("/healthz", headers=HX).status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_health_checks_never_run_the_session_cleanup(app, client, fake_openai, monkeypatch):
+    """Expired sessions are deleted on about one request in a thousand; a health check must not
+    be that request (it would touch the database)."""
+    import random
+
+    from sqlalchemy import event
+
+    monkeypatch.setattr(random, "randint", lambda a, b: 0)  # every request draws the cleanup
+    statements: list[str] = []
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    assert client.get("/healthz").status_code == 200
+    assert statements == []
+    assert client.get("/static/vendor/htmx/htmx.min.js").status_code == 200
+    assert statements == []
+    client.get("/")
+    assert any(s.lstrip().upper().startswith("DELETE FROM SESSIONS") for s in statements), statements
