@@ -212,6 +212,16 @@ def page(browser):
     context.close()
 
 
+@pytest.fixture
+def cluster(tmp_path, fake_openai):
+    """Real gunicorn servers (``servers.py``), one worker each, on this run's stack."""
+    from .servers import on_this_stack
+
+    cluster = on_this_stack(tmp_path, fake_openai.url, WEB_CONCURRENCY="1")
+    yield cluster
+    cluster.close()
+
+
 @pytest.fixture(scope="session")
 def stack_database():
     """(the postgres stack) One PostgreSQL database for the whole run, and Redis reachable."""

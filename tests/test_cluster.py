@@ -19,18 +19,11 @@ import requests
 
 from .fake_openai import Reply, tokens
 from .helpers import HX, message_url, post_url, wait_until
-from .servers import RoundRobin, Stream, assert_no_traceback, first_events, on_this_stack, post
+from .servers import RoundRobin, Stream, assert_no_traceback, first_events, post
 
 pytestmark = pytest.mark.postgres_only
 
 LONG = " ".join(f"word{i}" for i in range(100)) + " and **done**."
-
-
-@pytest.fixture
-def cluster(tmp_path, fake_openai):
-    cluster = on_this_stack(tmp_path, fake_openai.url, WEB_CONCURRENCY="1")
-    yield cluster
-    cluster.close()
 
 
 BODY = re.compile(r'<div class="message-body[^"]*" id="msg-\d+-body"[^>]*>(.*?)</div>', re.S)

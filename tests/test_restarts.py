@@ -8,21 +8,13 @@ from __future__ import annotations
 import os
 import signal
 
-import pytest
 import requests
 
 from .fake_openai import Reply
 from .helpers import message_url, post_url, wait_until
-from .servers import Stream, assert_no_traceback, first_events, on_this_stack
+from .servers import Stream, assert_no_traceback, first_events
 
 ANSWER = " ".join(f"step{i}" for i in range(60)) + " and **done**."
-
-
-@pytest.fixture
-def cluster(tmp_path, fake_openai):
-    cluster = on_this_stack(tmp_path, fake_openai.url, WEB_CONCURRENCY="1")
-    yield cluster
-    cluster.close()
 
 
 def workers_of(pid: int) -> set[int]:
