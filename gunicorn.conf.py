@@ -9,8 +9,8 @@ threads made the 33rd customer wait for someone else's reply to end, and 500 cus
 
 The standard library is patched in this file, before anything else is imported, so every lock,
 queue, socket and sleep the app and its libraries use in a worker is a cooperative one. psycopg 3
-cooperates with gevent on its own; SQLite calls are short and run to the end without yielding (a
-busy wait on another process's write lock blocks the worker for that long: milliseconds).
+cooperates with gevent on its own; SQLite calls are short, and a wait for another process's write
+lock is a greenlet's sleep (``database.CooperativeConnection``), not SQLite's busy loop in C.
 ``GUNICORN_WORKER_CLASS=gthread`` serves with threads instead.
 
     gunicorn -c gunicorn.conf.py wsgi:app

@@ -60,6 +60,7 @@ class FakeOpenAI:
         self.requests: list[Request] = []
         self.replies: deque[Reply] = deque()
         self.default = Reply()
+        self.connections = 0  # TCP connections accepted (a client that reuses one opens one)
         self.closed_streams = 0  # streams whose client went away before the end
         self.abandoned_requests = 0  # requests whose client went away before the headers
         self.first_token_sent: list[float] = []  # perf_counter() when each first token was written
@@ -84,6 +85,8 @@ class FakeOpenAI:
 
             def setup(self):
                 super().setup()
+                with fake._lock:
+                    fake.connections += 1
                 # no Nagle: small writes go out at once, as from a real API's front end
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -117,6 +120,7 @@ class FakeOpenAI:
         self.replies.clear()
         self.default = Reply()
         self.closed_streams = 0
+        self.connections = 0
         self.abandoned_requests = 0
         self.first_token_sent.clear()
         self.stream_done.clear()
@@ -180,9 +184,10 @@ class FakeOpenAI:
     def _wait_for_client(h, seconds: float) -> bool:
         """Sleep ``seconds``; False at once if the client hangs up meanwhile."""
         end = time.perf_counter() + seconds
+        poller = select.poll()  # (not select(): it refuses file numbers from 1024)
+        poller.register(h.connection, select.POLLIN)
         while (left := end - time.perf_counter()) > 0:
-            readable, _, _ = select.select([h.connection], [], [], min(left, 0.02))
-            if readable and h.connection.recv(1, socket.MSG_PEEK) == b"":
+            if poller.poll(min(left, 0.02) * 1000) and h.connection.recv(1, socket.MSG_PEEK) == b"":
                 return False
         return True
 
@@ -225,11 +230,8 @@ class FakeOpenAI:
 
         def wait(seconds: float) -> None:
             """Sleep, but notice at once if the client hangs up meanwhile (a real server would)."""
-            end = time.perf_counter() + seconds
-            while (left := end - time.perf_counter()) > 0:
-                readable, _, _ = select.select([h.connection], [], [], min(left, 0.02))
-                if readable and h.connection.recv(1, socket.MSG_PEEK) == b"":
-                    raise BrokenPipeError("client closed the stream")
+            if not FakeOpenAI._wait_for_client(h, seconds):
+                raise BrokenPipeError("client closed the stream")
 
         try:
             send(chunk({"role": "assistant", "content": ""}))

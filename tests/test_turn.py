@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
+
+import pytest
 
 from chatbot.config import DEFAULT_SYSTEM_PROMPT
 
@@ -187,13 +190,37 @@ def test_wire_bytes_equal_the_typed_sdk_call(app, fake_openai):
     assert json.loads(ours.body)["messages"] == messages
 
 
-def test_a_paced_reply_over_tls_keeps_up_with_the_model(app_factory, openai_config, tmp_path, monkeypatch):
+@pytest.fixture
+def many_open_files():
+    """Hold open files until new sockets get numbers from 1024 up, as in a busy gevent worker."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip(f"this machine allows {hard} open files: can't reach file number 1024")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    held = []
+    while not held or held[-1].fileno() < 1030:
+        held.append(open(os.devnull, "rb"))  # noqa: SIM115 - held until the test ends
+    yield
+    for f in held:
+        f.close()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("files", ["few files open", "file numbers over 1024"])
+def test_a_paced_reply_over_tls_keeps_up_with_the_model(
+    app_factory, openai_config, tmp_path, monkeypatch, request, files
+):
     """Over TLS a socket read returns one record, one chunk: a paced read must take every record
     that has arrived, or a reply of 50 chunks paced at 0.2 s would take 10 s instead of 0.5 s."""
     import trustme
 
     from chatbot.llm import Text, get_provider
 
+    if files != "few files open":
+        request.getfixturevalue("many_open_files")
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
@@ -212,6 +239,21 @@ def test_a_paced_reply_over_tls_keeps_up_with_the_model(app_factory, openai_conf
         server.close()
     assert got == text
     assert took < 1.5, f"the paced reply took {took:.2f} s"
+
+
+def test_replies_reuse_one_connection_to_the_model(app, fake_openai):
+    """A reply is read to the end of its body (past ``data: [DONE]``), so its connection goes
+    back to the pool and the next reply needs no new connection (nor TLS handshake)."""
+    from chatbot.llm import Text, get_provider
+
+    provider = get_provider(app)
+    fake_openai.will(*(Reply(f"Answer {i}.") for i in range(3)))
+    answers = [
+        "".join(e.text for e in provider.stream([{"role": "user", "content": "hi"}]) if isinstance(e, Text))
+        for _ in range(3)
+    ]
+    assert answers == ["Answer 0.", "Answer 1.", "Answer 2."]
+    assert fake_openai.connections == 1
 
 
 def test_a_paced_reply_reads_the_model_in_bursts_and_loses_nothing(app, fake_openai):

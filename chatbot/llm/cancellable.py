@@ -101,11 +101,12 @@ def _more_waiting(sock: Any) -> bool:
         return False
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
+    try:  # (poll: select() refuses file numbers from 1024, which a busy worker reaches)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):  # closed meanwhile
         return False
-    return bool(readable)
 
 
 def _shutdown(stream: httpcore2.NetworkStream) -> None:

@@ -133,14 +133,16 @@ class _OpenAIReply:
             err = explain_failure(exc)
             log.warning("model call failed before the reply: %s (%s)", err.kind, type(exc).__name__)
             raise err from None
-        finished = False
+        finished = done = False
         try:
             for line in response.iter_lines():
                 if not line.startswith("data:"):
                     continue  # blank separators, comments, event names
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    break
+                    done = True  # read on to the body's end: the connection then goes back to the pool
+                if done:
+                    continue
                 chunk = json.loads(data)
                 if chunk.get("error"):
                     raise ProviderError("The assistant's server reported an error mid-reply.", "stream_error")
