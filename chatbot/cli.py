@@ -161,7 +161,7 @@ def _check_model() -> str | None:
         pass  # some OpenAI-compatible servers have no /models: reachable is enough
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         where = masked_url(str(client.base_url))
-        return _report("model", f"{provider.model} at {where}: {explain_failure(exc).reason}")
+        return _report("model", f"{provider.model} at {where}: {explain_failure(exc).detail}")
     return _report("model", None, f"ok, {provider.model} at {masked_url(str(client.base_url))}")
 
 

@@ -35,6 +35,8 @@ class Defaults:
     # History sent per turn: a cost and speed cap, in (estimated) tokens.
     HISTORY_TOKENS = 16_000
     MAX_MESSAGE_CHARS = 8_000
+    # Shown under a failed reply, e.g. "call 900 123 456 (9:00-18:00) or write to help@shop.example".
+    SUPPORT_CONTACT: str | None = None
     # Limits that keep one browser from filling the database.
     MAX_CONVERSATIONS_PER_OWNER = 500
     MAX_MESSAGES_PER_CONVERSATION = 10_000

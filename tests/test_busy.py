@@ -140,7 +140,7 @@ def test_a_reply_the_server_garbles_is_an_error_not_a_crash(client, app, fake_op
     fake_openai.will(Reply("fine words", bad_content=123))
     final = parse_sse(send(client, "hello").get_data(as_text=True))[-1]["data"]
     assert 'data-status="error"' in final
-    assert "sent a reply we could not read" in final and 'data-action="retry"' in final
+    assert "sent a reply we couldn&#39;t read" in final and 'data-action="retry"' in final
     reply = all_messages(app)[1]
     assert reply.status == "error" and reply.meta["error_kind"] == "bad_chunk"
     with app.app_context():

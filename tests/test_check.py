@@ -29,7 +29,7 @@ def test_check_fails_when_the_model_server_is_unreachable(app_factory, openai_co
     app = app_factory(**dict(openai_config, OPENAI_BASE_URL=f"http://127.0.0.1:{closed}/v1"))
     result = app.test_cli_runner().invoke(args=["check"])
     assert result.exit_code == 1
-    assert "model: PROBLEM" in result.output and "could not be reached" in result.output
+    assert "model: PROBLEM" in result.output and "the model's server was unreachable" in result.output
 
 
 def test_check_tests_redis_when_configured(app_factory, openai_config, fake_openai):

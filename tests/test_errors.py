@@ -52,13 +52,48 @@ def _closed_port() -> int:
     return port
 
 
-FAILURES = {
-    "401": (dict(status=401, error_message="Incorrect API key provided: sk-test***"), "HTTP 401"),
-    "429": (dict(status=429), "HTTP 429"),
-    "500": (dict(status=500), "HTTP 500"),
-    "503": (dict(status=503), "HTTP 503"),
+FAILURES = {  # what went wrong -> what the customer reads (plain words, no HTTP code)
+    "429": (dict(status=429), "very busy right now"),
+    "500": (dict(status=500), "had a problem answering"),
+    "503": (dict(status=503), "had a problem answering"),
     "timeout": (dict(header_delay=1.5), "took too long"),
 }
+
+
+@pytest.mark.parametrize(
+    ("reply", "says", "logged"),
+    [
+        (
+            Reply(status=401, error_message="Incorrect API key provided: sk-test***"),
+            "isn&#39;t available right now",
+            "HTTP 401: the model's server refused our credentials; check OPENAI_API_KEY",
+        ),
+        (
+            Reply(status=400, error_message="This model's maximum context length is 1047576 tokens."),
+            "grown too long for the assistant. Please start a new conversation.",
+            "HTTP 400",
+        ),
+    ],
+    ids=["bad key", "too long"],
+)
+def test_a_failure_retrying_cant_fix_says_what_to_do_offers_no_retry_and_is_logged_for_the_operator(
+    app_factory, openai_config, fake_openai, caplog, reply, says, logged
+):
+    app = app_factory(**openai_config, SUPPORT_CONTACT="call 900 123 456 or write to help@shop.example")
+    client = app.test_client()
+    fake_openai.will(reply)
+    response = send(client, "Why is my phone hot?")
+    final = parse_sse(response.get_data(as_text=True))[-1]["data"]
+    assert 'data-status="error"' in final and says in final
+    assert 'data-action="retry"' not in final  # trying again would fail the same way
+    assert "Other ways to reach us: call 900 123 456 or write to help@shop.example" in final
+    for operator_detail in ("HTTP", "API key", "OPENAI", "credentials", "sk-test", "1047576"):
+        assert operator_detail not in final
+    assert any(logged in r.getMessage() for r in caplog.records)  # the operator gets the detail
+    (_, saved) = all_messages(app)
+    assert saved.meta["retryable"] is False and logged in saved.meta["error_detail"]
+    page = client.get(f"/c/{conversation_id_from(response)}").get_data(as_text=True)
+    assert says in page and 'data-action="retry"' not in page  # the same after a reload
 
 
 @pytest.mark.parametrize("case", [*FAILURES, "refused"])
@@ -68,7 +103,7 @@ def test_failed_model_call_keeps_the_message_shows_the_error_and_retry_works(
     config = dict(openai_config, OPENAI_TIMEOUT=0.5)
     if case == "refused":
         config["OPENAI_BASE_URL"] = f"http://127.0.0.1:{_closed_port()}/v1"
-        expected = "could not be reached"
+        expected = "couldn&#39;t be reached"
     else:
         reply, expected = FAILURES[case]
         fake_openai.will(Reply(**reply))
@@ -80,15 +115,15 @@ def test_failed_model_call_keeps_the_message_shows_the_error_and_retry_works(
     events = parse_sse(response.get_data(as_text=True))
     final = events[-1]["data"]
     assert 'data-status="error"' in final
-    assert expected in final
+    assert expected in final and "Please try again" in final
     assert 'data-action="retry"' in final
-    for secret in ("sk-test", "Traceback", "fake failure"):
+    for secret in ("sk-test", "Traceback", "fake failure", "HTTP"):
         assert secret not in final
 
     user, reply_msg = all_messages(app)
     assert user.is_user and user.content == "Why is my phone hot?"
     assert reply_msg.status == "error" and reply_msg.content == ""
-    assert expected in reply_msg.meta["error"]
+    assert expected.replace("&#39;", "'") in reply_msg.meta["error"]
 
     cid = conversation_id_from(response)
     page = client.get(f"/c/{cid}").get_data(as_text=True)

@@ -752,11 +752,11 @@ def test_a_provider_that_fails_to_start_ends_the_turn_as_an_internal_error(make_
     reply = finished.reply
     assert (reply.status, reply.content) == ("error", "")
     assert reply.meta["error_kind"] == "internal"
-    assert reply.meta["error"] == "Something went wrong on our side. Please try again."
+    assert reply.meta["error"] == "Something went wrong on our side. Please try again in a moment."
     assert reply.meta["finish_reason"] == "error"
     saved = row(app, turn.reply.id)
     assert (saved.status, saved.meta) == ("error", reply.meta)
-    assert replies.notice(saved) == "Something went wrong on our side. Please try again."
+    assert replies.notice(saved) == "Something went wrong on our side. Please try again in a moment."
     assert "turn failed" in caplog.text and "a bug in the provider" in caplog.text
 
 
@@ -777,7 +777,9 @@ def test_an_unexpected_exception_mid_reply_keeps_the_text_as_incomplete(make_app
     assert reply.meta["error_kind"] == "unexpected"
     saved = row(app, turn.reply.id)
     assert (saved.status, saved.content, saved.meta) == ("interrupted", "Hold the power button", reply.meta)
-    assert replies.notice(saved) == "Incomplete: The assistant failed unexpectedly."
+    assert (
+        replies.notice(saved) == "Incomplete: Something went wrong on our side. Please try again in a moment."
+    )
     assert "assistant backend failed" in caplog.text
 
 

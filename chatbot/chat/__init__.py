@@ -19,6 +19,8 @@ def inject_assistant() -> dict[str, Any]:
         "assistant": get_provider(current_app),
         "shown_status": replies.shown_status,
         "reply_notice": replies.notice,
+        "can_retry": replies.can_retry,
+        "support_contact": current_app.config.get("SUPPORT_CONTACT"),
     }
 
 

@@ -271,6 +271,12 @@ def shown_status(message: Shown) -> str:
     return message.status
 
 
+def can_retry(message: Shown) -> bool:
+    """Whether trying again can help: not for a key the model's server refuses, nor for a
+    conversation too long for the model (its notice says what to do instead)."""
+    return bool((message.meta or {}).get("retryable", True))
+
+
 def notice(message: Shown) -> str | None:
     """The one line under a reply that says how it ended, when that is not simply "complete"."""
     meta = message.meta or {}

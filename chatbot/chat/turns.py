@@ -134,22 +134,30 @@ def run(
             elif isinstance(event, Finish):
                 outcome.finish_reason = event.reason
             elif isinstance(event, ProviderError):
-                tlog.warning("model call failed (%s): %s", event.kind, event.reason)
+                tlog.warning("model call failed (%s): %s", event.kind, event.detail)
                 outcome.error = event
             elif isinstance(event, BaseException):
                 tlog.error("assistant backend failed", exc_info=event)
-                outcome.error = ProviderError("The assistant failed unexpectedly.", "unexpected")
+                outcome.error = ProviderError(
+                    "Something went wrong on our side. Please try again in a moment.",
+                    "unexpected",
+                    detail=f"the assistant backend raised {type(event).__name__}",
+                )
         if lease.ended is None and (rest := batcher.rest()) is not None:
             yield Delta(rest)
     except GeneratorExit:
         lease.cancel(replies.CLIENT_GONE)
         raise
     except ProviderError as error:  # a provider that refuses before it streams
-        tlog.warning("model call failed (%s): %s", error.kind, error.reason)
+        tlog.warning("model call failed (%s): %s", error.kind, error.detail)
         outcome.error = error
     except Exception:  # noqa: BLE001 - a bug or a database failure: end the turn visibly
         tlog.exception("turn failed")
-        outcome.error = ProviderError("Something went wrong on our side. Please try again.", "internal")
+        outcome.error = ProviderError(
+            "Something went wrong on our side. Please try again in a moment.",
+            "internal",
+            detail="the turn failed (see the traceback above)",
+        )
     finally:
         if pump is not None and not pump.done():  # cut short: cancel the model call, at any stage
             pump.cancel()
@@ -219,8 +227,11 @@ def _save(
         meta["completion_tokens"] = outcome.usage.completion_tokens
         meta["total_tokens"] = outcome.usage.total_tokens
     if outcome.error is not None and lease.ended is None:
-        meta["error"] = outcome.error.reason
+        meta["error"] = outcome.error.reason  # (what the customer reads)
         meta["error_kind"] = outcome.error.kind
+        meta["error_detail"] = outcome.error.detail  # (what the operator reads: never shown)
+        if not outcome.error.retryable:
+            meta["retryable"] = False
     saved = replies.finish(lease, status, meta, give_up_after=settings.save_seconds)
     tlog.info(
         "reply %s (%s), %s",

@@ -35,12 +35,21 @@ Event = Text | Usage | Finish
 
 
 class ProviderError(Exception):
-    """A model call failed. ``reason`` is safe to show; ``kind`` is for metadata and logs."""
+    """A model call failed.
 
-    def __init__(self, reason: str, kind: str = "error"):
+    ``reason`` is written for the customer: what happened in plain words and what to do, never an
+    HTTP code or a hint about keys. ``detail`` is for the operator (the log and the reply's
+    metadata). ``retryable`` says whether trying again can help (not for a refused key, nor for a
+    conversation too long for the model). ``kind`` names the failure for metadata and logs."""
+
+    def __init__(
+        self, reason: str, kind: str = "error", *, detail: str | None = None, retryable: bool = True
+    ):
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
+        self.detail = detail or reason
+        self.retryable = retryable
 
 
 class ReplyStream(Protocol):

@@ -27,38 +27,53 @@ from .cancellable import Call, CallCancelled, OpenAI, http_client, tracked
 log = logging.getLogger(__name__)
 
 
+# What a customer reads: what happened and what to do. The operator's side (HTTP codes, which
+# setting to check) goes to the log and the reply's metadata only.
+AGAIN = "Please try again in a moment."
+UNAVAILABLE = "The assistant isn't available right now, and trying again won't help yet: we've been told."
+TOO_LONG = "This conversation has grown too long for the assistant. Please start a new conversation."
+
+
 def explain_failure(exc: Exception) -> ProviderError:
-    """A short, plain explanation of a failed call; never the key or a traceback."""
+    """A failed call, told plainly to the customer and precisely to the operator; never the key
+    or a traceback."""
+    status = getattr(exc, "status_code", None)
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderError("The assistant took too long to answer.", "timeout")
+        return ProviderError(f"The assistant took too long to answer. {AGAIN}", "timeout", detail="timed out")
     if isinstance(exc, openai.APIConnectionError):
-        return ProviderError("The assistant's server could not be reached.", "connection")
+        detail = "the model's server was unreachable"
+        return ProviderError(f"The assistant couldn't be reached. {AGAIN}", "connection", detail=detail)
     if isinstance(exc, openai.AuthenticationError):
-        return ProviderError(
-            "The assistant's server refused our credentials (HTTP 401). "
-            "An administrator needs to check the API key.",
-            "auth",
-        )
+        detail = "HTTP 401: the model's server refused our credentials; check OPENAI_API_KEY"
+        return ProviderError(UNAVAILABLE, "auth", detail=detail, retryable=False)
     if isinstance(exc, openai.PermissionDeniedError):
-        return ProviderError("The assistant's server refused this request (HTTP 403).", "permission")
+        detail = "HTTP 403: the model's server refused this request (key's permissions, region?)"
+        return ProviderError(UNAVAILABLE, "permission", detail=detail, retryable=False)
     if isinstance(exc, openai.RateLimitError):
         return ProviderError(
-            "The assistant is busy right now (HTTP 429). Please try again in a moment.", "rate_limit"
+            "The assistant is very busy right now. Please try again in a minute.",
+            "rate_limit",
+            detail="HTTP 429: rate limited or out of quota",
         )
     if isinstance(exc, openai.NotFoundError):
-        return ProviderError("The assistant's model was not found on its server (HTTP 404).", "not_found")
-    if isinstance(exc, openai.APIStatusError):
-        if exc.status_code >= 500:
-            return ProviderError(
-                f"The assistant's server had a problem (HTTP {exc.status_code}). Please try again.",
-                "server",
-            )
-        return ProviderError(
-            f"The assistant's server rejected the request (HTTP {exc.status_code}).", "rejected"
-        )
+        detail = "HTTP 404: the model was not found on its server; check CHATBOT_MODEL and OPENAI_BASE_URL"
+        return ProviderError(UNAVAILABLE, "not_found", detail=detail, retryable=False)
+    if isinstance(exc, openai.APIStatusError) and status is not None:
+        if status >= 500:
+            detail = f"HTTP {status} from the model"
+            return ProviderError(f"The assistant had a problem answering. {AGAIN}", "server", detail=detail)
+        code = getattr(exc, "code", None) or ""
+        if "context_length" in str(code) or "context length" in str(exc).lower():
+            return ProviderError(TOO_LONG, "too_long", detail=f"HTTP {status}: {code}", retryable=False)
+        detail = f"HTTP {status}: the model rejected the request"
+        return ProviderError(UNAVAILABLE, "rejected", detail=detail, retryable=False)
     if isinstance(exc, openai.APIError):
-        return ProviderError("The connection to the assistant broke off.", "connection")
-    return ProviderError("The assistant failed unexpectedly.", "unexpected")
+        return ProviderError(
+            f"The connection to the assistant broke off. {AGAIN}", "connection", detail="the connection broke"
+        )
+    return ProviderError(
+        f"Something went wrong on our side. {AGAIN}", "unexpected", detail=f"unexpected {type(exc).__name__}"
+    )
 
 
 class OpenAIProvider:
@@ -131,7 +146,7 @@ class _OpenAIReply:
             if self._call.cancelled:
                 return
             err = explain_failure(exc)
-            log.warning("model call failed before the reply: %s (%s)", err.kind, type(exc).__name__)
+            log.warning("model call failed before the reply: %s (%s)", err.detail, type(exc).__name__)
             raise err from None
         finished = done = False
         try:
@@ -145,7 +160,11 @@ class _OpenAIReply:
                     continue
                 chunk = json.loads(data)
                 if chunk.get("error"):
-                    raise ProviderError("The assistant's server reported an error mid-reply.", "stream_error")
+                    raise ProviderError(
+                        f"The assistant had a problem answering. {AGAIN}",
+                        "stream_error",
+                        detail="the model's server reported an error mid-reply",
+                    )
                 if chunk.get("usage"):
                     u = chunk["usage"]
                     yield Usage(u.get("prompt_tokens"), u.get("completion_tokens"), u.get("total_tokens"))
@@ -156,7 +175,9 @@ class _OpenAIReply:
                         yield Text(content)
                     elif content:
                         raise ProviderError(
-                            "The assistant's server sent a reply we could not read.", "bad_chunk"
+                            f"The assistant sent a reply we couldn't read. {AGAIN}",
+                            "bad_chunk",
+                            detail="a chunk's delta.content was not a string",
                         )
                     if choice.get("finish_reason"):
                         finished = True
@@ -167,14 +188,20 @@ class _OpenAIReply:
             if self._call.cancelled:
                 return
             log.warning("model stream broke off: %s", type(exc).__name__)
-            raise ProviderError("The connection to the assistant broke off.", "cut") from None
+            raise ProviderError(
+                f"The connection to the assistant broke off. {AGAIN}", "cut", detail="the stream broke off"
+            ) from None
         finally:
             try:
                 manager.__exit__(None, None, None)  # closes the upstream connection
             except Exception:  # noqa: BLE001
                 pass
         if not finished and not self._call.cancelled:
-            raise ProviderError("The assistant's reply ended before it was finished.", "cut")
+            raise ProviderError(
+                f"The assistant's reply ended before it was finished. {AGAIN}",
+                "cut",
+                detail="the stream ended without a finish_reason",
+            )
 
     def pace(self, seconds: float) -> None:
         """Once its text flows, read the stream at most every ``seconds``: each read takes every
