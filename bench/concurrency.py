@@ -301,8 +301,6 @@ def model_client(port: int, barrier: threading.Barrier, deadline: float, result:
             response.sock.settimeout(max(1.0, min(30.0, stop_by - time.perf_counter())))
             for line in body_lines(response):
                 now = time.perf_counter()
-                if result.shown is None and line.startswith(b"data:"):
-                    result.shown = now - start
                 if (
                     result.first_text is None
                     and line.startswith(b"data: {")
