@@ -422,3 +422,56 @@ def test_new_conversation_right_after_the_first_message(chat, fake_openai):
     page.goto(first)
     expect(page.locator(USER).locator(".message-body")).to_have_text(["First conversation"])
     assert_no_js_errors(page)
+
+
+def _long_conversation(app, live_server, page, fake_openai, older: int) -> str:
+    """A conversation with ``older`` filler messages before one real exchange; returns its id."""
+    from .test_long import fill
+
+    page.goto(live_server.url + "/")
+    send_with_enter(page, "first question")
+    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete")
+    cid = page.url.rsplit("/", 1)[1]
+    fill(app, cid, older)
+    return cid
+
+
+def test_jump_to_latest_appears_when_scrolled_up_while_a_reply_streams(app, live_server, chat, fake_openai):
+    page = chat
+    cid = _long_conversation(app, live_server, page, fake_openai, 30)
+    page.goto(f"{live_server.url}/c/{cid}")
+    page.wait_for_load_state("load")
+    jump = page.locator('[data-action="jump-latest"]')
+    fake_openai.will(Reply(LONG_REPLY, token_delay=0.05))
+    send_with_enter(page, "Tell me everything")
+    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "streaming")
+    expect(jump).to_be_hidden()  # following the reply at the bottom: nothing to jump to
+    page.locator("#messages").evaluate("m => m.scrollTo(0, 0)")
+    expect(jump).to_be_visible()
+    jump.focus()
+    page.keyboard.press("Enter")  # keyboard reachable
+    expect(jump).to_be_hidden()
+    at_bottom = "m => m.scrollHeight - m.scrollTop - m.clientHeight < 80"
+    assert page.locator("#messages").evaluate(at_bottom)
+    page.wait_for_timeout(500)  # the text keeps coming: the view keeps following it
+    assert page.locator("#messages").evaluate(at_bottom)
+    page.keyboard.press("Escape")
+    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "interrupted")
+    assert_no_js_errors(page)
+
+
+def test_show_earlier_messages_keeps_the_readers_place(app, live_server, chat, fake_openai):
+    page = chat
+    cid = _long_conversation(app, live_server, page, fake_openai, 80)
+    page.goto(f"{live_server.url}/c/{cid}")
+    page.wait_for_load_state("load")
+    messages = page.locator("#messages")
+    messages.evaluate("m => m.scrollTo(0, 0)")
+    first = page.locator(MESSAGES).first
+    first_id = first.get_attribute("id")
+    before = first.bounding_box()["y"]
+    page.get_by_role("link", name="Show earlier messages").click()
+    expect(page.locator(MESSAGES)).to_have_count(82)  # all of them now (50 a page)
+    after = page.locator(f"#{first_id}").bounding_box()["y"]
+    assert abs(after - before) < 3, (before, after)  # the same message, in the same place
+    assert_no_js_errors(page)

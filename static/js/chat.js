@@ -9,10 +9,43 @@
   let clearOnAccept = true;
   let stickToBottom = true;
 
+  const jump = document.getElementById("jump-latest");
   const atBottom = () => messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
-  const scrollToEnd = () => { messages.scrollTop = messages.scrollHeight; };
+  const streaming = () => messages.querySelector('[data-status="streaming"]') !== null;
+  // "Jump to latest" shows while a reply is being written below where the reader has scrolled.
+  const updateJump = () => { if (jump) jump.hidden = stickToBottom || !streaming(); };
+  let autoTop = 0;  // where our own scrolling left the view
+  const scrollToEnd = () => { messages.scrollTop = messages.scrollHeight; autoTop = messages.scrollTop; };
+  // New text arrived: follow it, unless the reader has scrolled up since we last did (checked
+  // here too: the scroll event that says so may not have run yet).
+  const follow = () => {
+    if (stickToBottom && messages.scrollTop < autoTop - 2) stickToBottom = false;
+    if (stickToBottom) scrollToEnd();
+    updateJump();
+  };
   scrollToEnd();
-  messages.addEventListener("scroll", () => { stickToBottom = atBottom(); }, { passive: true });
+  messages.addEventListener("scroll", () => { stickToBottom = atBottom(); updateJump(); }, { passive: true });
+  if (jump) jump.addEventListener("click", () => {
+    stickToBottom = true;
+    scrollToEnd();
+    updateJump();
+    input.focus();
+  });
+
+  // "Show earlier messages" puts older messages above: the message the reader was looking at
+  // stays where it was on the screen (rather than the view jumping to the oldest one loaded).
+  let anchor = null;
+  messages.addEventListener("click", (e) => {
+    const link = e.target.closest && e.target.closest(".earlier a");
+    if (!link) return;
+    const first = link.closest(".earlier").nextElementSibling;
+    if (first) anchor = { link: link, el: first, top: first.getBoundingClientRect().top };
+  });
+  const keepPlace = () => {  // once the older messages are in (the link they replaced is gone)
+    if (!anchor || anchor.link.isConnected) return;
+    if (anchor.el.isConnected) messages.scrollTop += anchor.el.getBoundingClientRect().top - anchor.top;
+    anchor = null;
+  };
 
   // Enter sends, Shift+Enter makes a new line (and nothing interferes with IME composition).
   input.addEventListener("keydown", (e) => {
@@ -60,9 +93,10 @@
     input.focus();
   });
 
-  // Keep the newest text in view while it streams, unless the reader scrolled up.
-  document.addEventListener("htmx:after:swap", () => { if (stickToBottom) scrollToEnd(); });
-  document.addEventListener("htmx:sse:after:message", () => { if (stickToBottom) scrollToEnd(); });
+  // Keep the newest text in view while it streams, unless the reader scrolled up (then offer
+  // to jump there).
+  document.addEventListener("htmx:after:swap", () => { keepPlace(); follow(); });
+  document.addEventListener("htmx:sse:after:message", follow);
 
   // The first message of a new conversation gives it an address: show it in the address bar,
   // and send the next messages to that conversation.
