@@ -236,8 +236,9 @@ class RoundRobin:
     """One address in front of several servers, as a load balancer: each new connection goes to
     the next server in turn (no stickiness), bytes relayed both ways until either side closes."""
 
-    def __init__(self, *servers: Server):
-        self.targets = [server.port for server in servers]
+    def __init__(self, *ports: int):
+        self.targets = list(ports)
+        self._open: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.sent_to: list[int] = []  # the port each connection went to
@@ -258,6 +259,7 @@ class RoundRobin:
             except OSError:
                 client.close()
                 continue
+            self._open += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -275,5 +277,15 @@ class RoundRobin:
                 except OSError:
                     pass
 
+    def cut(self) -> None:
+        """Break every connection open now, as a network failure would (new ones still work)."""
+        for s in self._open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._open.clear()
+
     def close(self) -> None:
         self.listener.close()
+        self.cut()

@@ -475,3 +475,43 @@ def test_show_earlier_messages_keeps_the_readers_place(app, live_server, chat, f
     after = page.locator(f"#{first_id}").bounding_box()["y"]
     assert abs(after - before) < 3, (before, after)  # the same message, in the same place
     assert_no_js_errors(page)
+
+
+def test_a_send_that_cannot_reach_the_server_keeps_the_draft_and_says_so(chat, fake_openai):
+    page = chat
+    page.context.set_offline(True)
+    send_with_enter(page, "Is my phone still under warranty?")
+    expect(page.locator("#composer-error")).to_contain_text("You're offline. Your message is still here")
+    expect(composer(page)).to_have_value("Is my phone still under warranty?")
+    expect(page.locator(MESSAGES)).to_have_count(0)
+    page.context.set_offline(False)
+    send_button(page).click()
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    expect(page.locator("#composer-error")).to_be_empty()
+    assert page.page_errors == [] and page.evaluate("window.__csp") == []  # (the console logs the
+    # failed fetch: that is the point)
+
+
+def test_a_broken_stream_says_connection_lost_and_catches_up_with_the_reply(
+    app, live_server, page, fake_openai
+):
+    from .servers import RoundRobin
+
+    proxy = RoundRobin(live_server.server.server_port)  # the network between browser and server
+    try:
+        page.goto(proxy.url + "/")
+        page.wait_for_load_state("load")
+        fake_openai.will(Reply(LONG_REPLY, token_delay=0.05))
+        send_with_enter(page, "Tell me everything")
+        reply = page.locator(ASSISTANT)
+        expect(reply).to_have_attribute("data-status", "streaming")
+        expect(reply.locator(".message-body")).to_contain_text("word5")
+        proxy.cut()  # the connection drops mid-reply
+        expect(reply.locator(".message-connection")).to_contain_text("Connection lost — reconnecting…")
+        # it follows the reply at its address until it ends: no typing dots or Stop left behind
+        expect(reply).not_to_have_attribute("data-status", "streaming", timeout=15_000)
+        expect(reply.locator('[data-action="stop"]')).to_have_count(0)
+        expect(reply.locator(".message-body")).to_contain_text("word5")
+        expect(reply.locator('[data-action="retry"]')).to_be_visible()
+    finally:
+        proxy.close()

@@ -68,7 +68,7 @@ def test_a_conversation_started_on_one_server_continues_on_the_other(cluster, fa
 def test_behind_one_address_a_customer_moves_between_servers_without_noticing(cluster, fake_openai):
     """A load balancer with no stickiness: every request a new connection, to the next server."""
     a, b = cluster.start(2)
-    balancer = RoundRobin(a, b)
+    balancer = RoundRobin(a.port, b.port)
     fake_openai.will(*(Reply(f"Answer {i}.") for i in range(4)))
     browser = cluster.browser()
     browser.headers["Connection"] = "close"  # (a new connection, so the next server, each time)

@@ -75,6 +75,48 @@
     if (meta && e.detail && e.detail.ctx) e.detail.ctx.request.headers["X-CSRF-Token"] = meta.content;
   });
 
+  // A message that never reached the server (offline, server down): say so; the draft stays.
+  form.addEventListener("htmx:error", (e) => {
+    const ctx = e.detail && e.detail.ctx;
+    if (!errorBox || (ctx && ctx.response)) return;  // (the server answered: its own line shows)
+    errorBox.textContent = navigator.onLine
+      ? "We couldn't reach the server. Your message is still here: please send it again in a moment."
+      : "You're offline. Your message is still here: send it again once you're back online.";
+  });
+
+  // The stream broke before its last event (the network, a restart): the reply it was writing
+  // is still on screen as "being written". Say so, and follow it as another tab would (polling
+  // its address until it ends); if the server stays out of reach, say that too.
+  const notice = (article, text) => {
+    let p = article.querySelector(".message-connection");
+    if (!p) {
+      p = document.createElement("p");
+      p.className = "message-notice message-connection";
+      p.setAttribute("role", "status");
+      article.querySelector(".message-main").appendChild(p);
+    }
+    p.textContent = text;
+  };
+  form.addEventListener("htmx:sse:close", () => {
+    messages.querySelectorAll('article[data-status="streaming"]:not([hx-get])').forEach((article) => {
+      const action = form.getAttribute("action").replace(/\/$/, "");
+      if (!/\/messages$/.test(action)) return;  // (no conversation yet: nothing to follow)
+      article.setAttribute("hx-get", action + "/" + article.dataset.messageId);
+      article.setAttribute("hx-trigger", "load, every 2s");
+      article.setAttribute("hx-swap", "outerHTML");
+      article.dataset.reconnecting = "0";
+      notice(article, "Connection lost — reconnecting…");
+      htmx.process(article);
+    });
+  });
+  document.addEventListener("htmx:error", (e) => {
+    const article = e.target && e.target.closest && e.target.closest("article[data-reconnecting]");
+    if (!article) return;
+    const failures = Number(article.dataset.reconnecting) + 1;
+    article.dataset.reconnecting = String(failures);
+    if (failures >= 3) notice(article, "We can't reach the server right now. We'll keep trying; or reload the page later.");
+  });
+
   // A refused or failed request (409, 5xx, no connection): a Retry button may be pressed again.
   form.addEventListener("htmx:finally:request", (e) => {
     const status = e.detail && e.detail.ctx && e.detail.ctx.response && e.detail.ctx.response.status;
