@@ -515,3 +515,26 @@ def test_a_broken_stream_says_connection_lost_and_catches_up_with_the_reply(
         expect(reply.locator('[data-action="retry"]')).to_be_visible()
     finally:
         proxy.close()
+
+
+def test_copy_puts_the_messages_own_markdown_on_the_clipboard(chat, live_server, fake_openai):
+    page = chat
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    fake_openai.will(Reply(STREAMED_REPLY))
+    send_with_enter(page, "My battery drains fast")
+    reply = page.locator(ASSISTANT)
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(reply.locator(".message-body strong")).to_have_text("Settings")  # shown formatted...
+    copy = reply.locator('[data-action="copy"]')
+    copy.focus()  # keyboard reachable (and shown on focus)
+    expect(copy).to_have_css("opacity", "1")
+    page.keyboard.press("Enter")
+    expect(copy).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == STREAMED_REPLY  # ...copied as written
+    page.locator(USER).locator('[data-action="copy"]').click()
+    expect(page.locator(USER).locator('[data-action="copy"]')).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "My battery drains fast"
+    page.reload()  # the same on a page loaded from the server
+    page.locator(ASSISTANT).locator('[data-action="copy"]').click()
+    assert page.evaluate("navigator.clipboard.readText()") == STREAMED_REPLY
+    assert_no_js_errors(page)

@@ -164,6 +164,33 @@
   localTimes(document);
   document.addEventListener("htmx:after:swap", () => localTimes(messages));
 
+  // Copy: a message's own text (the Markdown the assistant wrote), with a short confirmation.
+  const copyText = async (text) => {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    const area = document.createElement("textarea");  // (plain http: the older way)
+    area.value = text;
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    const done = document.execCommand("copy");
+    area.remove();
+    if (!done) throw new Error("copy refused");
+  };
+  messages.addEventListener("click", async (e) => {
+    const button = e.target.closest && e.target.closest('[data-action="copy"]');
+    if (!button) return;
+    const source = button.closest("article").querySelector(".message-source");
+    const label = button.textContent;
+    try {
+      await copyText(source ? source.value : "");
+      button.textContent = "Copied";
+    } catch (err) {
+      button.textContent = "Couldn't copy";
+    }
+    setTimeout(() => { button.textContent = label; }, 2000);
+  });
+
   // Esc stops the reply being written.
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape") return;
