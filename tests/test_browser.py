@@ -538,3 +538,25 @@ def test_copy_puts_the_messages_own_markdown_on_the_clipboard(chat, live_server,
     page.locator(ASSISTANT).locator('[data-action="copy"]').click()
     assert page.evaluate("navigator.clipboard.readText()") == STREAMED_REPLY
     assert_no_js_errors(page)
+
+
+def test_rating_an_answer_shows_it_chosen_takes_a_comment_and_survives_a_reload(chat, fake_openai):
+    page = chat
+    send_with_enter(page, "My screen flickers")
+    reply = page.locator(ASSISTANT)
+    expect(reply).to_have_attribute("data-status", "complete")
+    down = reply.locator('[data-action="feedback-down"]')
+    down.focus()
+    page.keyboard.press("Enter")
+    chosen = page.locator(ASSISTANT).locator('[data-action="feedback-down"]')
+    expect(chosen).to_have_attribute("aria-pressed", "true")
+    comment = page.locator(ASSISTANT).locator('input[name="comment"]')
+    comment.fill("It still flickers after the update")
+    page.locator(ASSISTANT).locator('[data-action="feedback-comment"]').click()
+    expect(page.locator(ASSISTANT).locator('[data-action="feedback-comment"]')).to_have_text("Update")
+    page.reload()
+    reply = page.locator(ASSISTANT)
+    expect(reply.locator('[data-action="feedback-down"]')).to_have_attribute("aria-pressed", "true")
+    expect(reply.locator('[data-action="feedback-up"]')).to_have_attribute("aria-pressed", "false")
+    expect(reply.locator('input[name="comment"]')).to_have_value("It still flickers after the update")
+    assert_no_js_errors(page)

@@ -14,6 +14,7 @@ from chatbot.config import DEFAULT_SYSTEM_PROMPT
 
 from .fake_openai import DEFAULT_REPLY, FakeOpenAI, Reply
 from .helpers import (
+    HX,
     all_conversations,
     all_messages,
     conversation_id_from,
@@ -281,3 +282,36 @@ def test_a_paced_reply_reads_the_model_in_bursts_and_loses_nothing(app, fake_ope
     assert unpaced == paced == text
     assert unpaced_gaps >= 9  # 12 words, 40 ms apart: (nearly) every one on its own
     assert paced_gaps <= 4  # 0.5 s of text read in bursts 0.2 s apart
+
+
+def test_an_answer_can_be_rated_up_or_down_with_a_comment_and_changed(app, client, fake_openai):
+    cid = conversation_id_from(send(client, "My screen flickers"))
+    (_, answer) = all_messages(app)
+    url = message_url(cid, answer.id, "feedback")
+    rated = client.post(url, data={"rating": "down"}, headers=HX)
+    assert rated.status_code == 200 and 'data-action="feedback-down"' in rated.text
+    assert 'aria-pressed="true" aria-label="Not helpful"' in rated.text  # shown as chosen
+    assert all_messages(app)[1].meta["feedback"]["rating"] == "down"
+    commented = client.post(url, data={"rating": "down", "comment": "It didn't\x00 help\r\n"}, headers=HX)
+    assert commented.status_code == 200 and 'value="It didn&#39;t help"' in commented.text
+    client.post(url, data={"rating": "up"}, headers=HX)  # changed: a new rating replaces it
+    feedback = all_messages(app)[1].meta["feedback"]
+    assert feedback["rating"] == "up" and "comment" not in feedback
+    page = client.get(f"/c/{cid}").get_data(as_text=True)
+    assert 'aria-pressed="true" aria-label="Good answer"' in page  # still there on the page
+    assert all_messages(app)[1].meta["finish_reason"] == "stop"  # the rest of its metadata kept
+
+
+def test_rating_refuses_what_cannot_be_rated(app, client, fake_openai):
+    cid = conversation_id_from(send(client, "Hello"))
+    user, answer = all_messages(app)
+    url = message_url(cid, answer.id, "feedback")
+    bad = client.post(url, data={"rating": "sideways"}, headers=HX)
+    assert bad.status_code == 400 and "thumbs up or thumbs down" in bad.text
+    long = client.post(url, data={"rating": "up", "comment": "x" * 501}, headers=HX)
+    assert long.status_code == 400 and "up to 500 characters" in long.text
+    mine = client.post(message_url(cid, user.id, "feedback"), data={"rating": "up"}, headers=HX)
+    assert mine.status_code == 409  # a customer's own message isn't rated
+    stranger = app.test_client().post(url, data={"rating": "up"}, headers=HX)
+    assert stranger.status_code == 404
+    assert "feedback" not in all_messages(app)[1].meta

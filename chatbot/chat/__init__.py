@@ -20,6 +20,7 @@ def inject_assistant() -> dict[str, Any]:
         "shown_status": replies.shown_status,
         "reply_notice": replies.notice,
         "can_retry": replies.can_retry,
+        "can_rate": replies.can_rate,
         "support_contact": current_app.config.get("SUPPORT_CONTACT"),
     }
 

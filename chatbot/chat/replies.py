@@ -236,6 +236,25 @@ def request_stop(conversation_id: int, message_id: int) -> bool:
     return asked
 
 
+RATINGS = ("up", "down")
+FEEDBACK_COMMENT_CHARS = 500
+
+
+def can_rate(message: Message) -> bool:
+    """A finished answer (with something in it) can be rated; a live one or a failure can't."""
+    return not message.is_user and message.status not in LIVE and bool(message.content)
+
+
+def set_feedback(message: Message, rating: str, comment: str | None) -> None:
+    """The customer's rating of an answer (and an optional comment), kept in its metadata;
+    a later rating replaces it."""
+    feedback: dict[str, Any] = {"rating": rating, "at": utcnow().isoformat(timespec="seconds")}
+    if comment:
+        feedback["comment"] = comment
+    message.meta = {**(message.meta or {}), "feedback": feedback}
+    db.session.commit()
+
+
 def sweep(conversation_id: int | None = None) -> int:
     """Mark live replies whose lease ran out (their turn died) as interrupted; returns how many.
 

@@ -40,6 +40,7 @@ from .turns import Delta, Finished, Settings, TurnRefused
 
 MAX_ID = 2**31 - 1  # ids fit a 32-bit integer on every database
 _DIGITS = re.compile(r"[0-9]{1,10}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class IdConverter(BaseConverter):
@@ -231,6 +232,31 @@ def stop(public_id: str, message_id: int) -> Any:
     if is_htmx():
         return "", 204
     return redirect(url_for("chat.show", public_id=conversation.public_id), 303)
+
+
+@bp.post("/c/<public_id>/messages/<id:message_id>/feedback")
+@ratelimit.stops
+def feedback(public_id: str, message_id: int) -> Any:
+    """Thumbs up or down on an answer, with an optional comment; changeable."""
+    conversation, found = owned_message_or_404(public_id, message_id)
+    rating = request.form.get("rating", "")
+    if rating not in replies.RATINGS:
+        abort(400, description="Choose thumbs up or thumbs down.")
+    if not replies.can_rate(found):
+        abort(409, description="Only a finished answer can be rated.")
+    comment = _CONTROL.sub("", request.form.get("comment", "").replace("\r\n", "\n")).strip()
+    if len(comment) > replies.FEEDBACK_COMMENT_CHARS:
+        abort(400, description=f"A comment can be up to {replies.FEEDBACK_COMMENT_CHARS} characters.")
+    replies.set_feedback(found, rating, comment or None)
+    if not is_htmx():
+        return redirect(url_for("chat.show", public_id=public_id) + f"#msg-{message_id}", 303)
+    return render_template(
+        "chat/_message.html",
+        message=found,
+        conversation=conversation,
+        poll=False,
+        last_id=queries.last_message_id(conversation),
+    )
 
 
 @bp.get("/c/<public_id>/messages/<id:message_id>")
