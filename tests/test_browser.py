@@ -446,7 +446,8 @@ def test_jump_to_latest_appears_when_scrolled_up_while_a_reply_streams(app, live
     send_with_enter(page, "Tell me everything")
     expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "streaming")
     expect(jump).to_be_hidden()  # following the reply at the bottom: nothing to jump to
-    page.locator("#messages").evaluate("m => m.scrollTo(0, 0)")
+    page.locator("#messages").hover()
+    page.mouse.wheel(0, -5000)  # the reader scrolls up
     expect(jump).to_be_visible()
     jump.focus()
     page.keyboard.press("Enter")  # keyboard reachable
@@ -457,6 +458,8 @@ def test_jump_to_latest_appears_when_scrolled_up_while_a_reply_streams(app, live
     assert page.locator("#messages").evaluate(at_bottom)
     page.keyboard.press("Escape")
     expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "interrupted")
+    page.wait_for_timeout(200)  # the reply, replaced by its final form, is still in view
+    assert page.locator("#messages").evaluate(at_bottom)
     assert_no_js_errors(page)
 
 
@@ -552,11 +555,24 @@ def test_rating_an_answer_shows_it_chosen_takes_a_comment_and_survives_a_reload(
     expect(chosen).to_have_attribute("aria-pressed", "true")
     comment = page.locator(ASSISTANT).locator('input[name="comment"]')
     comment.fill("It still flickers after the update")
-    page.locator(ASSISTANT).locator('[data-action="feedback-comment"]').click()
+    comment.press("Enter")  # (Enter in the comment box keeps the rating chosen)
     expect(page.locator(ASSISTANT).locator('[data-action="feedback-comment"]')).to_have_text("Update")
+    expect(page.locator(ASSISTANT).locator('[data-action="feedback-down"]')).to_have_attribute(
+        "aria-pressed", "true"
+    )
     page.reload()
     reply = page.locator(ASSISTANT)
     expect(reply.locator('[data-action="feedback-down"]')).to_have_attribute("aria-pressed", "true")
     expect(reply.locator('[data-action="feedback-up"]')).to_have_attribute("aria-pressed", "false")
     expect(reply.locator('input[name="comment"]')).to_have_value("It still flickers after the update")
-    assert_no_js_errors(page)
+    page.evaluate(
+        "document.querySelectorAll('input[name=csrf_token], meta[name=csrf-token]')"
+        ".forEach(e => e.setAttribute(e.tagName === 'META' ? 'content' : 'value', 'stale'))"
+    )
+    reply.locator('[data-action="feedback-up"]').click()  # refused (a stale page): said in the
+    expect(page.locator("#composer-error")).to_contain_text("out of date")  # composer's line...
+    expect(page.locator(ASSISTANT).locator(".message-body")).to_be_visible()  # ...the answer stays
+    expect(page.locator(ASSISTANT).locator('[data-action="feedback-down"]')).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    assert_no_js_errors(page, allow_4xx=True)

@@ -14,17 +14,29 @@
   const streaming = () => messages.querySelector('[data-status="streaming"]') !== null;
   // "Jump to latest" shows while a reply is being written below where the reader has scrolled.
   const updateJump = () => { if (jump) jump.hidden = stickToBottom || !streaming(); };
-  let autoTop = 0;  // where our own scrolling left the view
-  const scrollToEnd = () => { messages.scrollTop = messages.scrollHeight; autoTop = messages.scrollTop; };
-  // New text arrived: follow it, unless the reader has scrolled up since we last did (checked
-  // here too: the scroll event that says so may not have run yet).
+  const scrollToEnd = () => { messages.scrollTop = messages.scrollHeight; };
+  // Only the reader's own scrolling (wheel, touch, scrollbar, keys) stops the following: a view
+  // that moves because a message was replaced or grew must not.
+  let intentAt = 0;
+  const intent = () => { intentAt = Date.now(); };
+  const reading = () => Date.now() - intentAt < 1000;
+  ["wheel", "touchmove", "pointerdown"].forEach((t) => messages.addEventListener(t, intent, { passive: true }));
+  document.addEventListener("keydown", (e) => {
+    if (e.target !== input && ["PageUp", "PageDown", "ArrowUp", "ArrowDown", "Home", "End", " "].includes(e.key)) intent();
+  });
+  // New text arrived: follow it, unless the reader has just scrolled away (checked here too: the
+  // scroll event that says so may not have run yet).
   const follow = () => {
-    if (stickToBottom && messages.scrollTop < autoTop - 2) stickToBottom = false;
+    if (stickToBottom && reading() && !atBottom()) stickToBottom = false;
     if (stickToBottom) scrollToEnd();
     updateJump();
   };
   scrollToEnd();
-  messages.addEventListener("scroll", () => { stickToBottom = atBottom(); updateJump(); }, { passive: true });
+  messages.addEventListener("scroll", () => {
+    if (reading()) stickToBottom = atBottom();
+    else if (atBottom()) stickToBottom = true;
+    updateJump();
+  }, { passive: true });
   if (jump) jump.addEventListener("click", () => {
     stickToBottom = true;
     scrollToEnd();
