@@ -250,24 +250,22 @@ def feedback(public_id: str, message_id: int) -> Any:
     replies.set_feedback(found, rating, comment or None)
     if not is_htmx():
         return redirect(url_for("chat.show", public_id=public_id) + f"#msg-{message_id}", 303)
-    return render_template(
-        "chat/_message.html",
-        message=found,
-        conversation=conversation,
-        poll=False,
-        last_id=queries.last_message_id(conversation),
-    )
+    return _one_message(conversation, found, poll=False)
 
 
 @bp.get("/c/<public_id>/messages/<id:message_id>")
 def message(public_id: str, message_id: int) -> str:
     """One message as it is now: a page opened while a reply is written polls this until it ends."""
-    conversation, found = owned_message_or_404(public_id, message_id)
+    return _one_message(*owned_message_or_404(public_id, message_id), poll=True)
+
+
+def _one_message(conversation: Conversation, message: Message, *, poll: bool) -> str:
+    """One message's markup, to swap in place of its old self."""
     return render_template(
         "chat/_message.html",
-        message=found,
+        message=message,
         conversation=conversation,
-        poll=True,
+        poll=poll,
         last_id=queries.last_message_id(conversation),
     )
 
