@@ -424,8 +424,8 @@ def test_new_conversation_right_after_the_first_message(chat, fake_openai):
     assert_no_js_errors(page)
 
 
-def _long_conversation(app, live_server, page, fake_openai, older: int) -> str:
-    """A conversation with ``older`` filler messages before one real exchange; returns its id."""
+def _long_conversation(app, live_server, page, fake_openai, older: int) -> None:
+    """A conversation with ``older`` filler messages before one real exchange, opened afresh."""
     from .test_long import fill
 
     page.goto(live_server.url + "/")
@@ -433,14 +433,13 @@ def _long_conversation(app, live_server, page, fake_openai, older: int) -> str:
     expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete")
     cid = page.url.rsplit("/", 1)[1]
     fill(app, cid, older)
-    return cid
+    page.goto(f"{live_server.url}/c/{cid}")
+    page.wait_for_load_state("load")
 
 
 def test_jump_to_latest_appears_when_scrolled_up_while_a_reply_streams(app, live_server, chat, fake_openai):
     page = chat
-    cid = _long_conversation(app, live_server, page, fake_openai, 30)
-    page.goto(f"{live_server.url}/c/{cid}")
-    page.wait_for_load_state("load")
+    _long_conversation(app, live_server, page, fake_openai, 30)
     jump = page.locator('[data-action="jump-latest"]')
     fake_openai.will(Reply(LONG_REPLY, token_delay=0.05))
     send_with_enter(page, "Tell me everything")
@@ -465,9 +464,7 @@ def test_jump_to_latest_appears_when_scrolled_up_while_a_reply_streams(app, live
 
 def test_show_earlier_messages_keeps_the_readers_place(app, live_server, chat, fake_openai):
     page = chat
-    cid = _long_conversation(app, live_server, page, fake_openai, 80)
-    page.goto(f"{live_server.url}/c/{cid}")
-    page.wait_for_load_state("load")
+    _long_conversation(app, live_server, page, fake_openai, 80)
     messages = page.locator("#messages")
     messages.evaluate("m => m.scrollTo(0, 0)")
     first = page.locator(MESSAGES).first
