@@ -37,6 +37,10 @@ timeout = 60  # worker heartbeat: a worker silent this long is killed and replac
 # retried.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "60"))
 keepalive = 5
+# A reply whose page went away (closed, reloaded, offline) goes on in the background, with no
+# request to keep its worker alive: a worker on its way out gives such replies this long to end,
+# then saves what is left of them as interrupted (its master kills it after graceful_timeout).
+DEPARTED_REPLY_SECONDS = float(os.environ.get("GUNICORN_DEPARTED_REPLY_SECONDS", "20"))
 # The app logs every request itself (logger chatbot.requests: request id, hashed owner, status,
 # duration); set GUNICORN_ACCESS_LOG=- for gunicorn's own access log as well.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
@@ -78,3 +82,18 @@ def on_starting(server: Any) -> None:
     for line in done.stderr.splitlines():  # (warnings, the app's own log lines)
         server.log.info("flask sweep: %s", line)
     server.log.info(done.stdout.strip())
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """In the worker, as it leaves: let the replies carried on for departed pages end (or save
+    them interrupted), so a deploy never leaves a reply looking live."""
+    app = getattr(worker, "wsgi", None)
+    live = getattr(app, "extensions", {}).get("chatbot.live")
+    if live is None or not live.carried():
+        return
+    server.log.info(
+        "waiting up to %.0f s for %d replies whose pages left", DEPARTED_REPLY_SECONDS, live.carried()
+    )
+    cut = live.finish_up(DEPARTED_REPLY_SECONDS)
+    if cut:
+        server.log.warning("%d replies were cut short by the shutdown and saved as interrupted", cut)

@@ -144,6 +144,9 @@ class Message(db.Model):  # type: ignore[name-defined]
     # While live: until when (database clock, epoch seconds) the writing turn holds the reply. A
     # turn renews it every tick; a reply whose lease ran out has nobody writing it any more.
     lease_until: Mapped[float | None] = mapped_column(Float)
+    # While live: which process writes it (``chat/holder.py``), so a restarted server on the same
+    # machine knows at once that its killed predecessor's replies are cut short.
+    lease_holder: Mapped[str | None] = mapped_column(String(120))
     # "metadata" is reserved on declarative classes, so the attribute is ``meta``.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", MutableDict.as_mutable(JSON), default=dict)
 

@@ -113,17 +113,6 @@ def raw_post(base_url: str, content: str, *, reset: bool = False) -> socket.sock
     return sock
 
 
-def read_until(sock: socket.socket, done: Callable[[bytes], bool]) -> bytes:
-    """Read from ``sock`` until ``done(everything so far)``."""
-    received = b""
-    while not done(received):
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"the server closed the stream early: {received[-300:]!r}")
-        received += chunk
-    return received
-
-
 def busy_model_readers() -> list[threading.Thread]:
     """Reader threads busy with a model call right now (idle pooled ones are named differently)."""
     return [t for t in threading.enumerate() if t.name == "model-reply" and t.is_alive()]

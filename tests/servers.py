@@ -35,9 +35,17 @@ def _free_port() -> int:
 class Server:
     """One gunicorn master (and its workers) in its own process group, logging to a file."""
 
-    def __init__(self, name: str, tmp_path: Path, database_url: str, fake_url: str, env: dict[str, str]):
+    def __init__(
+        self,
+        name: str,
+        tmp_path: Path,
+        database_url: str,
+        fake_url: str,
+        env: dict[str, str],
+        port: int | None = None,
+    ):
         self.name = name
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"gunicorn-{name}.log"
         full_env = dict(
@@ -98,8 +106,9 @@ class Cluster:
         self.servers: list[Server] = []
         self.sessions: list[requests.Session] = []
 
-    def start(self, n: int = 1, **env: str) -> list[Server]:
-        """n gunicorn servers on this test's database, started together; returns once all serve."""
+    def start(self, n: int = 1, *, port: int | None = None, **env: str) -> list[Server]:
+        """n gunicorn servers on this test's database, started together; returns once all serve.
+        ``port``: (one server) at this port, as a server restarted at its old address."""
         batch = [
             Server(
                 str(len(self.servers) + i),
@@ -107,6 +116,7 @@ class Cluster:
                 self.database_url,
                 self.fake_url,
                 {**self.env, **env},
+                port=port,
             )
             for i in range(n)
         ]

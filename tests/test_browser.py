@@ -492,7 +492,10 @@ def test_a_send_that_cannot_reach_the_server_keeps_the_draft_and_says_so(chat, f
     # failed fetch: that is the point)
 
 
-def test_a_broken_stream_says_connection_lost_and_catches_up_with_the_reply(
+WHOLE_REPLY = " ".join(f"word{i}" for i in range(80))  # 80 tokens: 4 s at 0.05 s a token
+
+
+def test_a_broken_stream_says_connection_lost_and_catches_up_with_the_whole_reply(
     app, live_server, page, fake_openai
 ):
     from .servers import RoundRobin
@@ -501,20 +504,72 @@ def test_a_broken_stream_says_connection_lost_and_catches_up_with_the_reply(
     try:
         page.goto(proxy.url + "/")
         page.wait_for_load_state("load")
-        fake_openai.will(Reply(LONG_REPLY, token_delay=0.05))
+        fake_openai.will(Reply(WHOLE_REPLY, token_delay=0.05))
         send_with_enter(page, "Tell me everything")
         reply = page.locator(ASSISTANT)
         expect(reply).to_have_attribute("data-status", "streaming")
         expect(reply.locator(".message-body")).to_contain_text("word5")
         proxy.cut()  # the connection drops mid-reply
         expect(reply.locator(".message-connection")).to_contain_text("Connection lost — reconnecting…")
-        # it follows the reply at its address until it ends: no typing dots or Stop left behind
-        expect(reply).not_to_have_attribute("data-status", "streaming", timeout=15_000)
+        # the reply went on without the page, which follows it at its address until it ends
+        expect(reply).to_have_attribute("data-status", "complete", timeout=15_000)
+        expect(reply.locator(".message-body")).to_have_text(WHOLE_REPLY)
         expect(reply.locator('[data-action="stop"]')).to_have_count(0)
-        expect(reply.locator(".message-body")).to_contain_text("word5")
-        expect(reply.locator('[data-action="retry"]')).to_be_visible()
+        expect(reply.locator(".message-connection")).to_have_count(0)
+        assert len(fake_openai.requests) == 1
     finally:
         proxy.close()
+
+
+def test_offline_mid_reply_catches_up_with_the_whole_reply_once_back_online(chat, fake_openai):
+    page = chat
+    fake_openai.will(Reply(WHOLE_REPLY, token_delay=0.05))
+    send_with_enter(page, "Tell me everything")
+    reply = page.locator(ASSISTANT)
+    expect(reply.locator(".message-body")).to_contain_text("word5")
+    page.context.set_offline(True)
+    expect(reply.locator(".message-connection")).to_contain_text("Connection lost — reconnecting…")
+    expect(reply.locator(".message-connection")).to_contain_text("can't reach the server", timeout=10_000)
+    page.context.set_offline(False)
+    expect(reply).to_have_attribute("data-status", "complete", timeout=15_000)
+    expect(reply.locator(".message-body")).to_have_text(WHOLE_REPLY)
+    assert len(fake_openai.requests) == 1
+
+
+def test_a_server_killed_mid_reply_reads_interrupted_with_retry_once_back(cluster, page, fake_openai):
+    (server,) = cluster.start(1)
+    page.goto(server.url + "/")
+    page.wait_for_load_state("load")
+    fake_openai.will(Reply(WHOLE_REPLY, token_delay=0.05), Reply("Here it is again, whole."))
+    send_with_enter(page, "Tell me everything")
+    reply = page.locator(ASSISTANT)
+    expect(reply.locator(".message-body")).to_contain_text("word20")  # (a second: some of it saved)
+    server.kill()  # SIGKILL, master and worker: nothing gets to save anything
+    connection = reply.locator(".message-connection")
+    expect(connection).to_contain_text("Connection lost — reconnecting…")
+    expect(connection).to_contain_text("can't reach the server", timeout=10_000)
+    cluster.start(1, port=server.port)  # back at the same address
+    expect(reply).to_have_attribute("data-status", "interrupted", timeout=10_000)
+    expect(reply.locator(".message-body")).to_contain_text("word0")
+    expect(reply.locator(".message-notice")).to_contain_text("Interrupted")
+    reply.locator('[data-action="retry"]').click()
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(reply.locator(".message-body")).to_have_text("Here it is again, whole.")
+
+
+def test_a_reload_mid_reply_shows_the_whole_reply_from_one_model_call(chat, fake_openai):
+    page = chat
+    fake_openai.will(Reply(WHOLE_REPLY, token_delay=0.05))
+    send_with_enter(page, "Tell me everything")
+    expect(page.locator(ASSISTANT).locator(".message-body")).to_contain_text("word5")
+    page.reload()
+    reply = page.locator(ASSISTANT)
+    expect(reply).to_have_attribute("data-status", "streaming")  # followed live...
+    expect(reply.locator('[data-action="stop"]')).to_be_visible()
+    expect(reply).to_have_attribute("data-status", "complete", timeout=15_000)  # ...to its end
+    expect(reply.locator(".message-body")).to_have_text(WHOLE_REPLY)
+    assert len(fake_openai.requests) == 1
+    assert_no_js_errors(page)
 
 
 def test_copy_puts_the_messages_own_markdown_on_the_clipboard(chat, live_server, fake_openai):

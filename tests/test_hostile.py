@@ -232,6 +232,10 @@ def test_per_owner_limits_hold_against_requests_at_the_same_instant(any_db_app, 
             response.close()
         for tab in [owner, *sessions]:
             tab.close()
-        # the departed streams end their turns (seen at the next keep-alive) before the database goes
-        wait_until(lambda: all(m.status != "streaming" for m in all_messages(app)), what="the turns to end")
+        # the replies of the closed streams go on to their end (3 s) before the database goes
+        wait_until(
+            lambda: all(m.status != "streaming" for m in all_messages(app)),
+            timeout=10,
+            what="the turns to end",
+        )
         server.stop()

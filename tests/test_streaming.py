@@ -25,8 +25,6 @@ from .helpers import (
     only_conversation,
     parse_sse,
     post_url,
-    raw_post,
-    read_until,
     send,
     wait_until,
 )
@@ -131,23 +129,53 @@ def test_stop_saves_the_partial_reply_as_stopped(live_server, app, fake_openai):
     wait_until(lambda: fake_openai.closed_streams == 1, timeout=3, what="the model stream closed")
 
 
-def test_client_that_goes_away_leaves_an_interrupted_reply_and_closes_the_model_stream(
-    live_server, app, fake_openai, capfd
-):
-    fake_openai.will(Reply(LONG, token_delay=0.05))
-    with raw_post(live_server.url, "leaving soon") as sock:
-        read_until(sock, lambda received: received.count(b'hx-target="#msg-2-body"') >= 3)
-    # the tab is gone; the server notices at its next write and saves what it had
-    reply = wait_until(
-        lambda: (r := all_messages(app)[1]).status != "streaming" and r, what="the reply to end"
-    )
-    assert reply.status == "interrupted"
-    assert reply.meta["finish_reason"] == "client_disconnected"
-    assert 0 < len(reply.content) < len(LONG)
-    # we stopped calling the model
-    wait_until(lambda: fake_openai.closed_streams == 1, timeout=3, what="the model stream closed")
-    time.sleep(0.3)
+def leave_after(response, text_events: int) -> None:
+    """Read the stream until ``text_events`` batches of the reply arrived, then close the tab."""
+    seen = 0
+    for line in response.iter_lines(decode_unicode=True):
+        seen += line.startswith('data: <hx-partial hx-target="#msg-2-body"')
+        if seen >= text_events:
+            break
+    response.close()
+
+
+def test_a_reply_outlives_the_page_that_asked_for_it(live_server, app, fake_openai, capfd):
+    fake_openai.will(Reply(LONG, token_delay=0.05))  # about 2 s
+    with requests.Session() as s:
+        leave_after(stream_turn(live_server.url, s, "leaving soon"), 3)
+        # the tab is gone; the reply isn't: a reload meanwhile shows it being written, text so far
+        follow = live_server.url + message_url(only_conversation(app), 2)
+        partial = wait_until(lambda: html if "word0" in (html := s.get(follow).text) else None)
+        assert 'data-status="streaming"' in partial and "hx-trigger" in partial
+        reply = wait_until(
+            lambda: (r := all_messages(app)[1]).status != "streaming" and r,
+            timeout=10,
+            what="the reply to end",
+        )
+        final = s.get(follow).text
+    # saved whole, from the one model call, and shown so to whoever follows it
+    assert reply.status == "complete" and reply.meta["finish_reason"] == "stop"
+    assert reply.content == "".join(tokens(LONG))
+    assert 'data-status="complete"' in final and "<strong>done</strong>" in final
+    assert len(fake_openai.requests) == 1 and fake_openai.closed_streams == 0
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_stop_ends_a_reply_whose_page_went_away(live_server, app, fake_openai):
+    """Stop (from a reload, another tab) is the one way to end such a reply early."""
+    fake_openai.will(Reply(LONG * 5, token_delay=0.05))  # about 10 s
+    with requests.Session() as s:
+        leave_after(stream_turn(live_server.url, s, "leaving soon"), 3)
+        stop = s.post(live_server.url + message_url(only_conversation(app), 2, "stop"), headers=HX, timeout=5)
+        assert stop.status_code == 204
+        reply = wait_until(
+            lambda: (r := all_messages(app)[1]).status != "streaming" and r,
+            timeout=3,
+            what="the reply to end",
+        )
+    assert reply.status == "interrupted" and reply.meta["finish_reason"] == "stopped"
+    assert 0 < len(reply.content) < len(LONG * 5)
+    wait_until(lambda: fake_openai.closed_streams == 1, timeout=3, what="the model stream closed")
 
 
 def test_upstream_cut_keeps_the_partial_text_marked_incomplete_with_retry(client, app, fake_openai):

@@ -26,7 +26,7 @@ from ..models import (
     new_public_id,
     utcnow,
 )
-from . import queries, replies
+from . import holder, queries, replies
 from .conversations import title_from
 
 BUSY = (
@@ -173,6 +173,7 @@ _NEW_REPLY = (
             "attempt",
             "metadata",
             "lease_until",
+            "lease_holder",
         ],
         select(
             bindparam("conversation_id", type_=Integer()),
@@ -183,6 +184,7 @@ _NEW_REPLY = (
             literal(1),
             literal({}, type_=JSON()),
             db_clock() + bindparam("lease", type_=Float()),
+            bindparam("holder", type_=String()),
         ).where(replies.LIVE_OWNED < bindparam("max_live")),
     )
     .returning(_m.id)
@@ -271,6 +273,7 @@ def _insert_turn(owner: str, conversation: Conversation | None, text: str, setti
             "conversation_id": ref.id,
             "now": now,
             "lease": settings.lease_seconds,
+            "holder": holder.this_process(),
             "owner": owner,
             "max_live": settings.max_live,
         },
@@ -305,6 +308,11 @@ def begin_retry(conversation: Conversation, message_id: int, settings: Settings)
     attempt = replies.claim_for_retry(
         conversation.id, message_id, settings.lease_seconds, now, conversation.owner, settings.max_live
     )
+    if attempt is None and replies.sweep(conversation.id):  # its writer here had died: claim it now
+        replies.lock_owner(conversation.owner)
+        attempt = replies.claim_for_retry(
+            conversation.id, message_id, settings.lease_seconds, now, conversation.owner, settings.max_live
+        )
     if attempt is None:
         if replies.live_count(conversation.owner) >= settings.max_live:
             raise TurnRefused(_too_many_live(settings), 429)
@@ -315,14 +323,4 @@ def begin_retry(conversation: Conversation, message_id: int, settings: Settings)
         conversation=ConversationRef(conversation.id, conversation.public_id, conversation.title),
         reply=MessageRecord(message_id, conversation.id, "", False, Status.STREAMING.value, now),
         lease=replies.Lease(message_id, attempt, conversation.id),
-    )
-
-
-def abandon(turn: Turn, settings: Settings) -> None:
-    """The client left before the turn started: the reply ends interrupted, not live."""
-    replies.finish(
-        turn.lease,
-        Status.INTERRUPTED.value,
-        {"finish_reason": replies.CLIENT_GONE},
-        give_up_after=settings.save_seconds,
     )

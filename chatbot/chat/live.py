@@ -1,5 +1,5 @@
-"""This process's live replies: a stop reaches them at once, and one background writer ticks
-them all.
+"""This process's live replies: a stop reaches them at once, one background writer ticks them
+all, and a reply whose page went away is carried on to its end.
 
 Every ``STREAM_TICK_SECONDS`` the ticker runs one transaction that ticks each live reply of this
 process (``replies.tick``: text so far + lease renewal + status, one statement each). Because the
@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from typing import Any
 
 from flask import Flask
 
@@ -30,6 +33,7 @@ class LiveReplies:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._carried: set[threading.Thread] = set()
 
     def hold(self, lease: Lease) -> None:
         """Tick this reply from now on (until ``release``)."""
@@ -55,6 +59,48 @@ class LiveReplies:
         """End a turn of this process early (Stop, a departed client); False if none is here."""
         lease = self._leases.get(reply_id)
         return lease.cancel(reason) if lease is not None else False
+
+    def carry_on(self, turn: Iterator[Any]) -> None:
+        """The page that asked for a reply went away (closed, reloaded, its network lost): the
+        turn goes on without it, in the background, to its end and its one save; whoever opens
+        the conversation follows it there. Stop still ends it; the reply-token limit bounds it."""
+
+        def work() -> None:
+            try:
+                with self.app.app_context():
+                    for _ in turn:  # (text and heartbeats for nobody: the turn saves the reply)
+                        pass
+            except Exception:
+                log.exception("a reply carried on after its page left failed")
+            finally:
+                with self._lock:
+                    self._carried.discard(threading.current_thread())
+
+        thread = threading.Thread(target=work, name="reply-carried-on", daemon=True)
+        with self._lock:
+            self._carried.add(thread)
+        thread.start()
+
+    def carried(self) -> int:
+        """How many replies this process is finishing for pages that went away."""
+        return len(self._carried)
+
+    def finish_up(self, wait_seconds: float, save_seconds: float = 5.0) -> int:
+        """At shutdown: give the replies carried on for departed pages ``wait_seconds`` to end,
+        then end the rest (saved interrupted, with their text so far) and wait for their saves.
+        Returns how many had to be cut short."""
+        deadline = time.monotonic() + wait_seconds
+        while self._carried and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            left, leases = list(self._carried), list(self._leases.values())
+        if not left:
+            return 0
+        for lease in leases:
+            lease.cancel(replies.SHUT_DOWN)
+        for thread in left:
+            thread.join(save_seconds)
+        return len(left)
 
     def _run(self) -> None:
         failed = False

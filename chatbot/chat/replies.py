@@ -21,11 +21,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, bindparam, func, null, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, null, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..extensions import db, rowcount
 from ..models import LIVE, RETRYABLE, Conversation, Message, Status, db_clock, utcnow
+from . import holder
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 STOPPED = "stopped"
 CLIENT_GONE = "client_disconnected"
 LOST = "lost"  # a retry took the reply over (the fence); nothing is written
+SHUT_DOWN = "server_stopped"  # the server shut down before a reply nobody watched had ended
 
 
 class Saved(enum.Enum):
@@ -204,6 +206,7 @@ def claim_for_retry(
                 timestamp=now,
                 attempt=m.attempt + 1,
                 lease_until=db_clock() + lease_seconds,
+                lease_holder=holder.this_process(),
             )
             .returning(m.attempt),
             {"owner": owner},
@@ -256,19 +259,38 @@ def set_feedback(message: Message, rating: str, comment: str | None) -> None:
 
 
 def sweep(conversation_id: int | None = None) -> int:
-    """Mark live replies whose lease ran out (their turn died) as interrupted; returns how many.
+    """Mark live replies nobody writes any more as interrupted; returns how many.
 
-    A reply another worker or host is still writing renews its lease and is left alone.
+    Nobody writes a reply whose lease ran out (its turn died, wherever it ran), nor one whose
+    writing process on this machine has ended (a server killed and started again: known at once,
+    see ``holder.py``). A reply another worker or host is still writing is left alone.
     """
     m = Message
-    query = (
-        update(m)
-        .where(m.status.in_(LIVE), _expired())
-        .values(status=Status.INTERRUPTED.value, meta={"finish_reason": "server_restarted"}, lease_until=None)
-    )
+    live: ColumnElement[bool] = m.status.in_(LIVE)
     if conversation_id is not None:
-        query = query.where(m.conversation_id == conversation_id)
-    done = rowcount(db.session.execute(query, execution_options={"synchronize_session": False}))
+        live = live & (m.conversation_id == conversation_id)
+    ended = {
+        "status": Status.INTERRUPTED.value,
+        "meta": {"finish_reason": "server_restarted"},
+        "lease_until": None,
+    }
+    done = rowcount(
+        db.session.execute(
+            update(m).where(live, _expired()).values(**ended),
+            execution_options={"synchronize_session": False},
+        )
+    )
+    held = db.session.execute(
+        select(m.id, m.attempt, m.lease_holder).where(live, m.lease_holder.is_not(None))
+    )
+    for reply_id, attempt, writer in held.all():
+        if holder.gone(writer):
+            done += rowcount(
+                db.session.execute(
+                    update(m).where(m.id == reply_id, m.attempt == attempt, live).values(**ended),
+                    execution_options={"synchronize_session": False},
+                )
+            )
     db.session.commit()
     return done
 
@@ -284,9 +306,10 @@ class Shown(Protocol):
 
 def shown_status(message: Shown) -> str:
     """complete | streaming | error | interrupted: a live reply nobody writes any more (its
-    lease ran out) reads as interrupted."""
+    lease ran out, or its writing process here has ended) reads as interrupted."""
     if message.status in LIVE:
-        return Status.INTERRUPTED.value if message.lease_expired else Status.STREAMING.value
+        orphaned = message.lease_expired or holder.gone(getattr(message, "lease_holder", None))
+        return Status.INTERRUPTED.value if orphaned else Status.STREAMING.value
     return message.status
 
 

@@ -23,7 +23,7 @@ from ..extensions import db
 from ..llm import Finish, Provider, ProviderError, Text, Usage
 from ..models import MessageRecord, Status
 from . import context, queries, replies
-from .begin import BUSY, Settings, Turn, TurnRefused, abandon, begin_retry, begin_turn, clean_content
+from .begin import BUSY, Settings, Turn, TurnRefused, begin_retry, begin_turn, clean_content
 from .live import LiveReplies
 from .pump import CANCELLED, END, Batcher, Heartbeat, Pump, batch_interval
 
@@ -34,7 +34,6 @@ __all__ = [
     "Settings",
     "Turn",
     "TurnRefused",
-    "abandon",
     "begin_retry",
     "begin_turn",
     "clean_content",
@@ -85,7 +84,8 @@ def run(
 ) -> Iterator[Delta | Heartbeat | Finished]:
     """Generate and save the reply; yields text batches, heartbeats, then ``Finished``.
 
-    If the consumer stops early (``close()``, as when a client goes away), the turn is cancelled
+    A page that goes away doesn't close it: the view hands it to ``LiveReplies.carry_on``, which
+    reads it to its end. If a consumer does stop early (``close()``), the turn is cancelled
     (``Lease.cancel``, the same call Stop makes) and the reply is still saved, interrupted.
     """
     lease, outcome = turn.lease, _Outcome()

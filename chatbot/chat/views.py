@@ -291,21 +291,22 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
     )
     address = url_for("chat.show", public_id=turn.conversation.public_id)
     body = f"msg-{turn.reply.id}-body"
-    config = settings()
+    live = live_replies(current_app)
+    run = turns.run(turn, get_provider(current_app), settings(), live)  # (starts at its first next)
 
     def events() -> Iterator[str]:
-        started = False
+        ended = False
         try:
             yield stream.event(first)
             if turn.created:  # the address bar and the form follow the new conversation (chat.js)
                 yield stream.event(address, name="chatbot:navigate")
-            started = True
-            for item in _run(turn):
+            for item in run:
                 if isinstance(item, Delta):
                     yield stream.append_text(body, item.text)
                 elif isinstance(item, Heartbeat):
                     yield stream.KEEPALIVE
                 elif item.reply is not None:  # (None: the conversation was deleted meanwhile)
+                    ended = True
                     yield stream.event(
                         render_template(
                             "chat/_turn_end.html",
@@ -315,9 +316,10 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
                             poll=item.lost,
                         )
                     )
+            ended = True
         finally:
-            if not started:  # the client left before the turn began: don't leave it live
-                turns.abandon(turn, config)
+            if not ended:  # the page went away: the reply doesn't (whoever opens it follows it)
+                live.carry_on(run)
 
     return Response(
         stream_with_context(events()),

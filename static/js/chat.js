@@ -121,6 +121,11 @@
       htmx.process(article);
     });
   });
+  // The device went offline: the stream may hang rather than break, so end it now and follow
+  // the reply by its address instead (the server goes on writing it; the page catches up).
+  window.addEventListener("offline", () => {
+    if (messages.querySelector('article[data-status="streaming"]:not([hx-get])')) htmx.trigger(form, "htmx:abort");
+  });
   document.addEventListener("htmx:error", (e) => {
     const article = e.target && e.target.closest && e.target.closest("article[data-reconnecting]");
     if (!article) return;
