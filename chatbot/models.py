@@ -25,6 +25,7 @@ from sqlalchemy import (
     case,
     false,
     or_,
+    true,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.ext.mutable import MutableDict
@@ -147,6 +148,13 @@ class Message(db.Model):  # type: ignore[name-defined]
     # While live: which process writes it (``chat/holder.py``), so a restarted server on the same
     # machine knows at once that its killed predecessor's replies are cut short.
     lease_holder: Mapped[str | None] = mapped_column(String(120))
+    # The tree (regenerate and edit keep earlier versions): the message this one follows, and
+    # whether it is on the path the conversation shows (and the model reads). Versions of a
+    # message share its parent; a path is in id order, as a message is written after its parent.
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE", name="fk_messages_parent_id_messages")
+    )
+    shown: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # "metadata" is reserved on declarative classes, so the attribute is ``meta``.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", MutableDict.as_mutable(JSON), default=dict)
 
@@ -154,6 +162,7 @@ class Message(db.Model):  # type: ignore[name-defined]
 
     __table_args__ = (
         Index("ix_messages_conversation_order", "conversation_id", "id"),
+        Index("ix_messages_parent", "parent_id", "conversation_id"),  # versions; the foreign key
         # One live reply per conversation, across processes and hosts: a second turn started
         # while one is running is refused by the database itself.
         Index(
@@ -203,6 +212,7 @@ class MessageRecord:
     timestamp: datetime
     meta: dict[str, Any] = field(default_factory=dict)
     lease_expired: bool = False
+    parent_id: int | None = None
 
     @property
     def role(self) -> str:

@@ -628,3 +628,58 @@ def test_rating_an_answer_shows_it_chosen_takes_a_comment_and_survives_a_reload(
         "aria-pressed", "true"
     )
     assert_no_js_errors(page, allow_4xx=True)
+
+
+def test_regenerate_and_edit_keep_versions_behind_a_switcher(chat, fake_openai):
+    page = chat
+    fake_openai.will(Reply("a1"), Reply("a2"), Reply("a2, regenerated"), Reply("a1 for the edit"))
+    send_with_enter(page, "q1")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    send_with_enter(page, "q2")
+    expect(page.locator(ASSISTANT).nth(1)).to_contain_text("a2")
+    expect(page.locator(ASSISTANT).nth(1)).to_have_attribute("data-status", "complete")
+    composer(page).fill("a draft I keep")
+
+    # regenerate the latest answer: a second version in its place, the draft untouched
+    page.locator(ASSISTANT).nth(1).locator('[data-action="regenerate"]').click()
+    latest = page.locator(ASSISTANT).nth(1)
+    expect(latest).to_contain_text("a2, regenerated")
+    expect(latest).to_have_attribute("data-status", "complete")
+    expect(latest.locator(".versions-count")).to_have_text("2/2")
+    expect(page.locator(ASSISTANT)).to_have_count(2)
+    expect(composer(page)).to_have_value("a draft I keep")
+    assert [m["content"] for m in fake_openai.requests[2].json["messages"][1:]] == ["q1", "a1", "q2"]
+
+    # ‹ shows the first version; the focus stays on the switcher
+    latest.locator('[data-action="version-prev"]').click()
+    latest = page.locator(ASSISTANT).nth(1)
+    expect(latest).to_contain_text("a2")
+    expect(latest.locator(".versions-count")).to_have_text("1/2")
+    expect(latest.locator('[data-action="version-next"]')).to_be_focused()
+    page.keyboard.press("Enter")  # › back to the second, from the keyboard
+    expect(page.locator(ASSISTANT).nth(1).locator(".versions-count")).to_have_text("2/2")
+
+    # edit the first question: the composer takes its text; sending makes a new version of it,
+    # and what followed the old one is set aside
+    composer(page).fill("")
+    page.locator(USER).first.hover()
+    page.locator(USER).first.locator('[data-action="edit"]').click()
+    expect(composer(page)).to_have_value("q1")
+    expect(page.locator("#composer-editing")).to_be_visible()
+    send_with_enter(page, "q1, said better")
+    expect(page.locator(USER)).to_have_count(1)
+    expect(page.locator(USER).first).to_contain_text("q1, said better")
+    expect(page.locator(USER).first.locator(".versions-count")).to_have_text("2/2")
+    expect(page.locator(ASSISTANT)).to_have_count(1)
+    expect(page.locator(ASSISTANT).first).to_contain_text("a1 for the edit")
+    expect(page.locator("#composer-editing")).to_be_hidden()
+    assert [m["content"] for m in fake_openai.requests[3].json["messages"][1:]] == ["q1, said better"]
+
+    # the old question comes back with the whole conversation that followed it
+    page.locator(USER).first.locator('[data-action="version-prev"]').click()
+    expect(page.locator(USER)).to_have_count(2)
+    expect(page.locator(ASSISTANT).nth(1)).to_contain_text("a2, regenerated")
+    page.reload()
+    expect(page.locator(USER)).to_have_count(2)
+    expect(page.locator(USER).first.locator(".versions-count")).to_have_text("1/2")
+    assert_no_js_errors(page)

@@ -365,6 +365,21 @@ def test_a_previous_release_database_is_upgraded_with_its_data(database_url, app
             (8, 2, "kept anyway", False, "error", 0, None, {}, THEN),
         ]
 
+        # Each conversation becomes one shown path: every message follows the one before it.
+        tree = db.session.execute(
+            select(Message.id, Message.parent_id, Message.shown).order_by(Message.id)
+        ).all()
+        assert [tuple(m) for m in tree] == [
+            (1, None, True),
+            (2, 1, True),
+            (3, 2, True),
+            (4, 3, True),
+            (5, 4, True),
+            (6, None, True),
+            (7, 6, True),
+            (8, 7, True),
+        ]
+
         # New rows: ids go on after the old ones, and the fence holds on the upgraded table.
         assert add_reply(db.engine, 2, "complete") == 9
         assert_the_fence_holds(db.engine, 1, 2)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db, rowcount
 from ..models import (
     DEFAULT_TITLE,
+    LIVE,
     Conversation,
     ConversationRef,
     Message,
@@ -84,8 +85,18 @@ class Turn:
     conversation: ConversationRef
     reply: MessageRecord
     lease: replies.Lease
-    user_message: MessageRecord | None = None  # None for a retry
+    user_message: MessageRecord | None = None  # None for a retry or a regenerate
     created: bool = False  # the conversation was created by this turn
+    replaced: int | None = None  # a new version of this message (edit, regenerate) shows instead
+
+
+@dataclass(frozen=True)
+class Fork:
+    """A new version of message ``replaced`` (the same parent): it and everything shown after it
+    are set aside (kept, and reachable through the version switcher)."""
+
+    replaced: int
+    parent_id: int | None
 
 
 # --- starting a turn -----------------------------------------------------------------------
@@ -145,7 +156,7 @@ _TOUCH = (
     .where(_c.id == bindparam("conversation_id"))
     .values(updated_at=bindparam("now"), title=bindparam("title"))
 )
-_TOUCH_WITH_ROOM = _TOUCH.where(bindparam("max_messages") >= _HELD + 2)
+_TOUCH_WITH_ROOM = _TOUCH.where(bindparam("max_messages") >= _HELD + bindparam("adding"))
 _NEW_MESSAGE = (
     insert(Message.__table__)
     .values(
@@ -156,8 +167,25 @@ _NEW_MESSAGE = (
         timestamp=bindparam("now"),
         attempt=0,
         metadata={},
+        parent_id=bindparam("parent_id", type_=Integer()),
     )
     .returning(_m.id)
+)
+# A message sent in the composer follows the last message shown.
+# (ORDER BY … LIMIT 1 walks the (conversation, id) index back to the first shown row; max(id)
+# with the extra condition would read the whole conversation.)
+_NEXT_MESSAGE = _NEW_MESSAGE.values(
+    parent_id=select(_m.id)
+    .where(_m.conversation_id == bindparam("conversation_id"), _m.shown)
+    .order_by(_m.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+# A new version sets aside the one it replaces and everything shown after it.
+_SET_ASIDE = (
+    update(Message.__table__)
+    .where(_m.conversation_id == bindparam("in_conversation"), _m.shown, _m.id >= bindparam("replaced"))
+    .values(shown=False)
 )
 # ...and the reply only while its owner has fewer live replies than allowed (each is a paid
 # model call and a held stream).
@@ -174,6 +202,7 @@ _NEW_REPLY = (
             "metadata",
             "lease_until",
             "lease_holder",
+            "parent_id",
         ],
         select(
             bindparam("conversation_id", type_=Integer()),
@@ -185,6 +214,7 @@ _NEW_REPLY = (
             literal({}, type_=JSON()),
             db_clock() + bindparam("lease", type_=Float()),
             bindparam("holder", type_=String()),
+            bindparam("parent_id", type_=Integer()),
         ).where(replies.LIVE_OWNED < bindparam("max_live")),
     )
     .returning(_m.id)
@@ -199,9 +229,40 @@ def begin_turn(
     Refused (409) while another reply of the conversation is live; a live reply whose turn died
     (its lease ran out) is swept first, so a crashed worker never blocks a conversation.
     """
+    return _insert_with_sweep(owner, conversation, clean_content(content, settings.max_chars), settings)
+
+
+def begin_edit(conversation: Conversation, message_id: int, content: str | None, settings: Settings) -> Turn:
+    """A new version of one of the customer's shown messages, and a reply to it: the earlier
+    version and the conversation that followed it are kept, set aside."""
+    edited = queries.message_in(conversation, message_id)
+    if edited is None or not edited.is_user or not edited.shown:
+        raise TurnRefused("Only a message of yours in this conversation can be edited.", 409)
     text = clean_content(content, settings.max_chars)
+    return _insert_with_sweep(
+        conversation.owner, conversation, text, settings, Fork(edited.id, edited.parent_id)
+    )
+
+
+def begin_regenerate(conversation: Conversation, reply_id: int, settings: Settings) -> Turn:
+    """Another answer to the latest question: the answer it replaces is kept, set aside."""
+    last = queries.latest_message(conversation.id)
+    if last is None or last.id != reply_id or last.is_user:
+        raise TurnRefused("Only the latest answer can be regenerated.", 409)
+    if last.status in LIVE:
+        raise TurnRefused(BUSY, 409)
+    return _insert_with_sweep(conversation.owner, conversation, None, settings, Fork(last.id, last.parent_id))
+
+
+def _insert_with_sweep(
+    owner: str,
+    conversation: Conversation | None,
+    text: str | None,
+    settings: Settings,
+    fork: Fork | None = None,
+) -> Turn:
     try:
-        return _insert_turn(owner, conversation, text, settings)
+        return _insert_turn(owner, conversation, text, settings, fork)
     except IntegrityError as exc:
         db.session.rollback()
         if conversation is None or not _live_reply_conflict(exc):
@@ -209,7 +270,7 @@ def begin_turn(
         if not replies.sweep(conversation.id):
             raise TurnRefused(BUSY, 409) from None
     try:
-        return _insert_turn(owner, conversation, text, settings)
+        return _insert_turn(owner, conversation, text, settings, fork)
     except IntegrityError as exc:
         db.session.rollback()
         if not _live_reply_conflict(exc):
@@ -223,12 +284,16 @@ def _live_reply_conflict(exc: IntegrityError) -> bool:
     return "uq_messages_one_live_reply" in text or "messages.conversation_id" in text
 
 
-def _insert_turn(owner: str, conversation: Conversation | None, text: str, settings: Settings) -> Turn:
+def _insert_turn(
+    owner: str, conversation: Conversation | None, text: str | None, settings: Settings, fork: Fork | None
+) -> Turn:
+    """One commit: the conversation (created or touched, within its limits), the fork's set-aside,
+    the user's message (none for a regenerate), and the live reply."""
     now = utcnow()
     replies.lock_owner(owner)
     conn = db.session.connection()
     if conversation is None:
-        ref = ConversationRef(0, new_public_id(), title_from(text))
+        ref = ConversationRef(0, new_public_id(), title_from(text or ""))
         cid = conn.execute(
             _NEW_CONVERSATION,
             {
@@ -247,7 +312,7 @@ def _insert_turn(owner: str, conversation: Conversation | None, text: str, setti
             )
         ref = ConversationRef(cid, ref.public_id, ref.title)
     else:
-        title = title_from(text) if conversation.title == DEFAULT_TITLE else conversation.title
+        title = title_from(text) if text and conversation.title == DEFAULT_TITLE else conversation.title
         room = conn.execute(
             _TOUCH_WITH_ROOM,
             {
@@ -255,6 +320,7 @@ def _insert_turn(owner: str, conversation: Conversation | None, text: str, setti
                 "now": now,
                 "title": title,
                 "max_messages": settings.max_messages,
+                "adding": 1 if text is None else 2,
             },
         )
         if rowcount(room) != 1:
@@ -264,9 +330,15 @@ def _insert_turn(owner: str, conversation: Conversation | None, text: str, setti
                 "Please start a new conversation."
             )
         ref = ConversationRef(conversation.id, conversation.public_id, title)
-    user_id: int = conn.execute(
-        _NEW_MESSAGE, {"conversation_id": ref.id, "content": text, "now": now}
-    ).scalar_one()
+    if fork is not None:
+        conn.execute(_SET_ASIDE, {"in_conversation": ref.id, "replaced": fork.replaced})
+    user: MessageRecord | None = None
+    parent_id = fork.parent_id if fork is not None else None
+    if text is not None:
+        values = {"conversation_id": ref.id, "content": text, "now": now, "parent_id": parent_id}
+        user_id: int = conn.execute(_NEW_MESSAGE if fork else _NEXT_MESSAGE, values).scalar_one()
+        user = MessageRecord(user_id, ref.id, text, True, Status.COMPLETE.value, now, parent_id=parent_id)
+        parent_id = user_id
     reply_id: int | None = conn.execute(
         _NEW_REPLY,
         {
@@ -276,6 +348,7 @@ def _insert_turn(owner: str, conversation: Conversation | None, text: str, setti
             "holder": holder.this_process(),
             "owner": owner,
             "max_live": settings.max_live,
+            "parent_id": parent_id,
         },
     ).scalar()
     if reply_id is None:
@@ -284,10 +357,11 @@ def _insert_turn(owner: str, conversation: Conversation | None, text: str, setti
     db.session.commit()
     return Turn(
         conversation=ref,
-        reply=MessageRecord(reply_id, ref.id, "", False, Status.STREAMING.value, now),
+        reply=MessageRecord(reply_id, ref.id, "", False, Status.STREAMING.value, now, parent_id=parent_id),
         lease=replies.Lease(reply_id, 1, ref.id),
-        user_message=MessageRecord(user_id, ref.id, text, True, Status.COMPLETE.value, now),
+        user_message=user,
         created=conversation is None,
+        replaced=fork.replaced if fork is not None else None,
     )
 
 
@@ -321,6 +395,8 @@ def begin_retry(conversation: Conversation, message_id: int, settings: Settings)
     db.session.commit()
     return Turn(
         conversation=ConversationRef(conversation.id, conversation.public_id, conversation.title),
-        reply=MessageRecord(message_id, conversation.id, "", False, Status.STREAMING.value, now),
+        reply=MessageRecord(
+            message_id, conversation.id, "", False, Status.STREAMING.value, now, parent_id=last.parent_id
+        ),
         lease=replies.Lease(message_id, attempt, conversation.id),
     )

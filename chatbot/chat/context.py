@@ -1,7 +1,8 @@
 """The model input: which messages go to the model, and in what order.
 
-The only place that decides it: when messages become a tree (regenerate, edit), "the history" is
-the path ending at the reply, computed here and nowhere else.
+The only place that decides it: messages form a tree (regenerate and edit keep earlier versions),
+and "the history" is the path the conversation shows, ending at the reply (``Message.shown``:
+the path is in id order, as a message is written after its parent).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _HISTORY = (
     .where(
         Message.conversation_id == bindparam("conversation_id"),
         Message.id < bindparam("before_id"),
+        Message.shown,
         Message.status != Status.ERROR.value,
         Message.content != "",
     )

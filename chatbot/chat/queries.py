@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, false, func, or_, select
 
 from ..extensions import db
 from ..models import Conversation, Message
@@ -35,26 +38,34 @@ def message_by_id(message_id: int) -> Message | None:
 
 
 def latest_message(conversation_id: int) -> Message | None:
+    """The last message of the path the conversation shows."""
     return db.session.execute(
-        select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id.desc()).limit(1)
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.shown)
+        .order_by(Message.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
 
 
 def last_message_id(conversation: Conversation) -> int | None:
     return db.session.execute(
-        select(func.max(Message.id)).where(Message.conversation_id == conversation.id)
+        select(Message.id)
+        .where(Message.conversation_id == conversation.id, Message.shown)
+        .order_by(Message.id.desc())
+        .limit(1)
     ).scalar()
 
 
 def messages_of(
     conversation: Conversation, before_id: int | None = None, limit: int = 50
 ) -> tuple[list[Message], bool]:
-    """Up to ``limit`` messages (before ``before_id``), oldest first, and whether older exist.
+    """Up to ``limit`` messages of the shown path (before ``before_id``), oldest first, and
+    whether older exist.
 
     A page shows the newest part of a conversation and loads the rest on demand, so a
     conversation of thousands of messages opens as fast as a short one.
     """
-    query = select(Message).where(Message.conversation_id == conversation.id)
+    query = select(Message).where(Message.conversation_id == conversation.id, Message.shown)
     if before_id is not None:
         query = query.where(Message.id < before_id)
     rows = list(db.session.execute(query.order_by(Message.id.desc()).limit(limit + 1)).scalars())
@@ -79,3 +90,48 @@ def conversations_with_counts(updated_before: datetime | None = None) -> list[tu
     if updated_before is not None:
         query = query.where(Conversation.updated_at < updated_before)
     return [(row[0], row[1]) for row in db.session.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    """Where a message stands among its versions (the messages that share its parent)."""
+
+    number: int  # 1-based
+    count: int
+    previous: int | None
+    next: int | None
+
+
+class _Placed(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def parent_id(self) -> int | None: ...
+
+
+def versions_of(conversation_id: int, messages: Iterable[_Placed]) -> dict[int, Versions]:
+    """For each of ``messages`` that has other versions: which one it is, of how many. One
+    query for a whole page (its messages' siblings), so a page costs the same however many
+    versions the conversation holds elsewhere."""
+    placed = list(messages)
+    parents = {m.parent_id for m in placed if m.parent_id is not None}
+    # (by parent, through ix_messages_parent: never a scan of a long conversation)
+    level: ColumnElement[bool] = Message.parent_id.in_(parents) if parents else false()
+    if any(m.parent_id is None for m in placed):
+        level = or_(level, and_(Message.parent_id.is_(None), Message.conversation_id == conversation_id))
+    rows = db.session.execute(select(Message.id, Message.parent_id).where(level).order_by(Message.id)).all()
+    siblings: dict[int | None, list[int]] = {}
+    for message_id, parent_id in rows:
+        siblings.setdefault(parent_id, []).append(message_id)
+    found: dict[int, Versions] = {}
+    for m in placed:
+        group = siblings.get(m.parent_id, [])
+        if len(group) > 1 and m.id in group:
+            i = group.index(m.id)
+            found[m.id] = Versions(
+                i + 1,
+                len(group),
+                group[i - 1] if i > 0 else None,
+                group[i + 1] if i + 1 < len(group) else None,
+            )
+    return found

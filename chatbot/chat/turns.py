@@ -23,7 +23,17 @@ from ..extensions import db
 from ..llm import Finish, Provider, ProviderError, Text, Usage
 from ..models import MessageRecord, Status
 from . import context, queries, replies
-from .begin import BUSY, Settings, Turn, TurnRefused, begin_retry, begin_turn, clean_content
+from .begin import (
+    BUSY,
+    Settings,
+    Turn,
+    TurnRefused,
+    begin_edit,
+    begin_regenerate,
+    begin_retry,
+    begin_turn,
+    clean_content,
+)
 from .live import LiveReplies
 from .pump import CANCELLED, END, Batcher, Heartbeat, Pump, batch_interval
 
@@ -34,6 +44,8 @@ __all__ = [
     "Settings",
     "Turn",
     "TurnRefused",
+    "begin_edit",
+    "begin_regenerate",
     "begin_retry",
     "begin_turn",
     "clean_content",
@@ -256,5 +268,14 @@ def _save(
         }
     reply = turn.reply
     return Finished(
-        MessageRecord(reply.id, reply.conversation_id, lease.text(), False, status, reply.timestamp, meta)
+        MessageRecord(
+            reply.id,
+            reply.conversation_id,
+            lease.text(),
+            False,
+            status,
+            reply.timestamp,
+            meta,
+            parent_id=reply.parent_id,
+        )
     )

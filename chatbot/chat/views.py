@@ -33,7 +33,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from .. import ratelimit
 from ..llm import get_provider
 from ..models import Conversation, Message
-from . import bp, queries, replies, stream, turns
+from . import bp, queries, replies, stream, turns, versions
 from .live import live_replies
 from .pump import Heartbeat
 from .turns import Delta, Finished, Settings, TurnRefused
@@ -113,21 +113,29 @@ def render_chat(
     draft: str = "",
     status: int = 200,
     before: int | None = None,
+    editing: int | None = None,
 ) -> tuple[str, int]:
+    """The chat page. ``editing``: the composer edits that message of the customer's (without
+    JavaScript, the Edit link opens the page so)."""
     messages, has_more = (
         queries.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
         if conversation
         else ([], False)
     )
+    edited = queries.message_in(conversation, editing) if conversation and editing else None
+    if edited is not None and (not edited.is_user or not edited.shown):
+        edited = None
     return render_template(
         "chat/page.html",
         conversation=conversation,
         messages=messages,
+        versions=queries.versions_of(conversation.id, messages) if conversation else {},
         has_more=has_more,
         before=before,
         last_id=messages[-1].id if messages and before is None else None,
         error=error,
-        draft=draft,
+        draft=draft if draft or edited is None else edited.content,
+        editing=edited,
         max_chars=current_app.config["MAX_MESSAGE_CHARS"],
     ), status
 
@@ -147,7 +155,9 @@ def show(public_id: str) -> tuple[str, int]:
     conversation = owned_conversation_or_404(public_id)
     if session.get("current") != public_id:
         session["current"] = public_id
-    return render_chat(conversation, before=request.args.get("before", type=_id))
+    return render_chat(
+        conversation, before=request.args.get("before", type=_id), editing=request.args.get("edit", type=_id)
+    )
 
 
 @bp.get("/c/<public_id>/earlier")
@@ -161,7 +171,12 @@ def earlier(public_id: str) -> Any:
         return redirect(url_for("chat.show", public_id=public_id, before=before), 303)
     messages, has_more = queries.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
     return render_template(
-        "chat/_earlier.html", conversation=conversation, messages=messages, has_more=has_more, last_id=None
+        "chat/_earlier.html",
+        conversation=conversation,
+        messages=messages,
+        versions=queries.versions_of(conversation.id, messages),
+        has_more=has_more,
+        last_id=None,
     )
 
 
@@ -191,25 +206,38 @@ def send(public_id: str) -> Any:
 
 
 def _turn(conversation: Conversation | None) -> Any:
+    """A message; or (one of these fields) ``retry`` the last failed reply in place,
+    ``regenerate`` the last answer as a new version, ``edit`` an earlier message of the
+    customer's as a new version (``content`` its new text)."""
     if request.files:
         abort(400, description="Files can't be sent with a message.")
     content = request.form.get("content", "")
-    retry = request.form.get("retry")
+    retry, regenerate = request.form.get("retry"), request.form.get("regenerate")
+    edit = request.form.get("edit") or None
+    editing = None
     try:
-        if retry is not None:
-            reply_id = _id(retry)
-            if conversation is None or reply_id is None:
-                raise TurnRefused("There is nothing to retry here.", 409)
-            turn = turns.begin_retry(conversation, reply_id, settings())
+        if retry is not None or regenerate is not None or edit is not None:
+            target = _id(retry if retry is not None else regenerate if regenerate is not None else edit)
+            if conversation is None or target is None:
+                raise TurnRefused("That message isn't in this conversation.", 409)
+            if retry is not None:
+                turn = turns.begin_retry(conversation, target, settings())
+            elif regenerate is not None:
+                turn = turns.begin_regenerate(conversation, target, settings())
+            else:
+                editing = target
+                turn = turns.begin_edit(conversation, target, content, settings())
         else:
             owner = current_owner() or secrets.token_urlsafe(24)
             turn = turns.begin_turn(owner, conversation, content, settings())
     except TurnRefused as refused:
         if is_htmx():
             return render_template("chat/_composer_error.html", error=refused.message), refused.status
-        return render_chat(conversation, error=refused.message, draft=content, status=refused.status)
+        return render_chat(
+            conversation, error=refused.message, draft=content, status=refused.status, editing=editing
+        )
 
-    if retry is None:
+    if retry is None and regenerate is None and edit is None:
         remember(owner, turn.conversation.public_id)
     elif session.get("current") != turn.conversation.public_id:
         session["current"] = turn.conversation.public_id
@@ -253,6 +281,31 @@ def feedback(public_id: str, message_id: int) -> Any:
     return _one_message(conversation, found, poll=False)
 
 
+@bp.post("/c/<public_id>/messages/<id:message_id>/version")
+@ratelimit.stops
+def version(public_id: str, message_id: int) -> Any:
+    """Show another version of this message (``to``), with the conversation that followed it."""
+    conversation, _ = owned_message_or_404(public_id, message_id)
+    target = _id(request.form.get("to"))
+    if target is None:
+        abort(400, description="Which version? The form is missing it.")
+    try:
+        versions.show_version(conversation, message_id, target)
+    except TurnRefused as refused:
+        abort(refused.status, description=refused.message)
+    if not is_htmx():
+        return redirect(url_for("chat.show", public_id=public_id) + f"#msg-{target}", 303)
+    messages, has_more = queries.messages_of(conversation, None, current_app.config["PAGE_MESSAGES"])
+    return render_template(
+        "chat/_earlier.html",
+        conversation=conversation,
+        messages=messages,
+        versions=queries.versions_of(conversation.id, messages),
+        has_more=has_more,
+        last_id=messages[-1].id if messages else None,
+    )
+
+
 @bp.get("/c/<public_id>/messages/<id:message_id>")
 def message(public_id: str, message_id: int) -> str:
     """One message as it is now: a page opened while a reply is written polls this until it ends."""
@@ -265,6 +318,7 @@ def _one_message(conversation: Conversation, message: Message, *, poll: bool) ->
         "chat/_message.html",
         message=message,
         conversation=conversation,
+        versions=queries.versions_of(conversation.id, [message]),
         poll=poll,
         last_id=queries.last_message_id(conversation),
     )
@@ -286,8 +340,15 @@ def _run(turn: turns.Turn) -> Iterator[Delta | Heartbeat | Finished]:
 
 
 def _stream(turn: turns.Turn, *, retried: bool) -> Response:
+    forked = turn.replaced is not None
     first = render_template(
-        "chat/_turn_start.html", turn=turn, retried=retried, conversation=turn.conversation
+        "chat/_turn_start.html",
+        turn=turn,
+        retried=retried,
+        conversation=turn.conversation,
+        versions=queries.versions_of(turn.conversation.id, [turn.user_message])
+        if turn.user_message and forked
+        else {},
     )
     address = url_for("chat.show", public_id=turn.conversation.public_id)
     body = f"msg-{turn.reply.id}-body"
@@ -300,6 +361,8 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
             yield stream.event(first)
             if turn.created:  # the address bar and the form follow the new conversation (chat.js)
                 yield stream.event(address, name="chatbot:navigate")
+            if turn.replaced is not None:  # a new version: what followed the old one goes (chat.js)
+                yield stream.event(str(turn.reply.id), name="chatbot:forked")
             for item in run:
                 if isinstance(item, Delta):
                     yield stream.append_text(body, item.text)
@@ -313,6 +376,9 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
                             message=item.reply,
                             last_id=item.reply.id,
                             conversation=turn.conversation,
+                            versions=queries.versions_of(turn.conversation.id, [item.reply])
+                            if forked or retried
+                            else {},
                             poll=item.lost,
                         )
                     )

@@ -67,10 +67,10 @@
     }
   });
 
-  // A retry button submits this form too; it must not wipe what the user is typing.
+  // Retry and Regenerate buttons submit this form too; they must not wipe what the user is typing.
   form.addEventListener("submit", (e) => {
-    const retry = e.submitter && e.submitter.name === "retry" ? e.submitter : null;
-    if (retry && retry.dataset.sent) {  // a double click must not ask for two retries
+    const retry = e.submitter && ["retry", "regenerate"].includes(e.submitter.name) ? e.submitter : null;
+    if (retry && retry.dataset.sent) {  // a double click must not ask twice
       e.preventDefault();
       e.stopImmediatePropagation();
       return;
@@ -79,6 +79,73 @@
     clearOnAccept = !retry;
     stickToBottom = true;
   }, true);
+
+  // Edit: the message's text goes into the composer, which then sends it as a new version of
+  // that message (the earlier version and what followed it are kept, behind the ‹ n/m › switcher).
+  const editField = document.getElementById("composer-edit");
+  const editing = document.getElementById("composer-editing");
+  const endEdit = () => {
+    if (editField) editField.value = "";
+    if (editing) editing.hidden = true;
+  };
+  messages.addEventListener("click", (e) => {
+    const edit = e.target.closest && e.target.closest('[data-action="edit"]');
+    if (!edit || !editField) return;
+    e.preventDefault();
+    const article = edit.closest("article");
+    const source = article.querySelector(".message-source");
+    editField.value = article.dataset.messageId;
+    editing.hidden = false;
+    input.value = source ? source.value : "";
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+  });
+  if (editing) editing.addEventListener("click", (e) => {
+    if (!(e.target.closest && e.target.closest('[data-action="cancel-edit"]'))) return;
+    e.preventDefault();
+    endEdit();
+    input.value = "";
+    input.focus();
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && editField && editField.value && !streaming()) {
+      e.preventDefault();
+      endEdit();
+      input.value = "";
+    }
+  });
+
+  // A new version (edit, regenerate) replaced a message: what followed the old one goes.
+  form.addEventListener("chatbot:forked", (e) => {
+    const reply = document.getElementById("msg-" + (e.detail && e.detail.data));
+    while (reply && reply.nextElementSibling && reply.nextElementSibling.matches("article")) {
+      reply.nextElementSibling.remove();
+    }
+  });
+
+  // ‹ n/m ›: another version of a message (and what followed it) replaces the list; the message
+  // stays where it was on the screen, and the focus on the switcher.
+  let versionAnchor = null;
+  messages.addEventListener("click", (e) => {
+    const button = e.target.closest && e.target.closest('[data-action^="version-"]');
+    if (!button || button.disabled) return;
+    versionAnchor = {
+      id: "msg-" + button.value,
+      action: button.dataset.action,
+      top: button.closest("article").getBoundingClientRect().top,
+    };
+  });
+  const keepVersionPlace = () => {
+    if (!versionAnchor) return;
+    const article = document.getElementById(versionAnchor.id);
+    if (!article) return;
+    messages.scrollTop += article.getBoundingClientRect().top - versionAnchor.top;
+    stickToBottom = atBottom();
+    const again = article.querySelector(`[data-action="${versionAnchor.action}"]:not([disabled])`)
+      || article.querySelector('[data-action^="version-"]:not([disabled])');
+    if (again) again.focus();
+    versionAnchor = null;
+  };
 
   // Every htmx request carries the page's CSRF token (read at send time: the first message
   // replaces it with one bound to the browser's new owner).
@@ -138,7 +205,8 @@
   form.addEventListener("htmx:finally:request", (e) => {
     const status = e.detail && e.detail.ctx && e.detail.ctx.response && e.detail.ctx.response.status;
     if (status && status < 400) return;
-    messages.querySelectorAll('[data-action="retry"][data-sent]').forEach((b) => { delete b.dataset.sent; });
+    messages.querySelectorAll('[data-action="retry"][data-sent], [data-action="regenerate"][data-sent]')
+      .forEach((b) => { delete b.dataset.sent; });
   });
 
   // The server accepted the message and the reply is streaming: clear the composer, keep focus.
@@ -146,15 +214,16 @@
     if (errorBox) errorBox.textContent = "";
     if (clearOnAccept) {
       input.value = "";
-      // a new turn began: only the latest reply can be retried, so older Retry buttons go
-      messages.querySelectorAll('[data-action="retry"]').forEach((b) => b.remove());
+      endEdit();
+      // a new turn began: only the latest reply can be retried or regenerated: older buttons go
+      messages.querySelectorAll('[data-action="retry"], [data-action="regenerate"]').forEach((b) => b.remove());
     }
     input.focus();
   });
 
   // Keep the newest text in view while it streams, unless the reader scrolled up (then offer
   // to jump there).
-  document.addEventListener("htmx:after:swap", () => { keepPlace(); follow(); });
+  document.addEventListener("htmx:after:swap", () => { keepPlace(); keepVersionPlace(); follow(); });
   document.addEventListener("htmx:sse:after:message", follow);
 
   // The first message of a new conversation gives it an address: show it in the address bar,

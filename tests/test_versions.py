@@ -1,0 +1,203 @@
+"""Regenerate and edit keep the earlier versions: messages form a tree, the conversation shows one
+path, a ‹ n/m › switcher changes it, and the model reads the shown path only."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+
+from chatbot.config import DEFAULT_SYSTEM_PROMPT
+
+from .fake_openai import Reply
+from .helpers import HX, all_messages, conversation_id_from, message_url, parse_sse, post_url, send
+from .test_resilience import set_reply
+
+
+def post(client, cid: str, **form: str):
+    return client.post(post_url(cid), data={"content": "", **form}, headers=HX, buffered=True)
+
+
+def switch(client, cid: str, message_id: int, to: int | str, htmx: bool = True):
+    return client.post(
+        message_url(cid, message_id, "version"),
+        data={"to": str(to)},
+        headers=HX if htmx else {},
+        buffered=True,
+    )
+
+
+def shown(client, cid: str) -> list[str]:
+    """The messages the conversation's page shows, in order (their text)."""
+    page = client.get(f"/c/{cid}").get_data(as_text=True)
+    return [
+        html.unescape(re.sub(r"<[^>]+>", "", body)).strip()
+        for body in re.findall(r'class="message-body[^"]*" id="msg-\d+-body"[^>]*>(.*?)</div>', page, re.S)
+    ]
+
+
+def model_saw(request) -> list[tuple[str, str]]:
+    return [(m["role"], m["content"]) for m in request.json["messages"]]
+
+
+def ids(app) -> dict[str, int]:
+    return {m.content: m.id for m in all_messages(app)}
+
+
+def test_regenerate_keeps_the_first_answer_as_a_version_and_the_model_reads_the_shown_path(
+    client, app, fake_openai
+):
+    fake_openai.will(Reply("First answer."), Reply("Second answer."), Reply("Thanks reply."))
+    cid = conversation_id_from(send(client, "My phone won't charge"))
+    first = ids(app)["First answer."]
+
+    response = post(client, cid, regenerate=str(first))
+    assert response.status_code == 200
+    events = parse_sse(response.get_data(as_text=True))
+    assert f'hx-target="#msg-{first}"' in events[0]["data"]  # in place of the answer it replaces
+    assert {"event": "chatbot:forked", "data": str(ids(app)["Second answer."])} in [
+        {"event": e["event"], "data": e["data"]} for e in events
+    ]
+    assert 'aria-label="Version 2 of 2"' in events[-1]["data"]
+    # the second call was asked the question only: not the answer being replaced
+    assert model_saw(fake_openai.requests[1]) == [
+        ("system", DEFAULT_SYSTEM_PROMPT),
+        ("user", "My phone won't charge"),
+    ]
+    assert shown(client, cid) == ["My phone won't charge", "Second answer."]
+
+    # back to the first version: it shows, and the next message follows it
+    second = ids(app)["Second answer."]
+    page = switch(client, cid, second, first).get_data(as_text=True)
+    assert "First answer." in page and "Second answer." not in page
+    assert 'aria-label="Version 1 of 2"' in page
+    assert shown(client, cid) == ["My phone won't charge", "First answer."]
+    send(client, "Thanks!", cid)
+    assert model_saw(fake_openai.requests[2])[1:] == [
+        ("user", "My phone won't charge"),
+        ("assistant", "First answer."),
+        ("user", "Thanks!"),
+    ]
+    # nothing was deleted
+    assert {m.content for m in all_messages(app)} >= {"First answer.", "Second answer."}
+
+
+def test_edit_makes_a_new_version_of_a_question_and_keeps_the_conversation_that_followed_the_old(
+    client, app, fake_openai
+):
+    fake_openai.will(Reply("a1"), Reply("a2"), Reply("a3"), Reply("a2 again"), Reply("a4"))
+    cid = conversation_id_from(send(client, "q1"))
+    send(client, "q2", cid)
+    send(client, "q3", cid)
+    q2 = ids(app)["q2"]
+
+    response = post(client, cid, edit=str(q2), content="q2, said better")
+    assert response.status_code == 200
+    first_event = parse_sse(response.get_data(as_text=True))[0]["data"]
+    assert f'hx-target="#msg-{q2}"' in first_event and 'aria-label="Version 2 of 2"' in first_event
+    assert model_saw(fake_openai.requests[3])[1:] == [
+        ("user", "q1"),
+        ("assistant", "a1"),
+        ("user", "q2, said better"),
+    ]
+    assert shown(client, cid) == ["q1", "a1", "q2, said better", "a2 again"]
+
+    # the switcher on the edited question brings back the old one and everything after it
+    edited = ids(app)["q2, said better"]
+    switch(client, cid, edited, q2)
+    assert shown(client, cid) == ["q1", "a1", "q2", "a2", "q3", "a3"]
+    send(client, "q4", cid)
+    assert [c for _, c in model_saw(fake_openai.requests[4])[1:]] == [
+        "q1",
+        "a1",
+        "q2",
+        "a2",
+        "q3",
+        "a3",
+        "q4",
+    ]
+    # and forward again: the edited branch, as it was
+    switch(client, cid, q2, edited)
+    assert shown(client, cid) == ["q1", "a1", "q2, said better", "a2 again"]
+
+
+def test_a_switch_follows_the_newest_conversation_of_the_chosen_version(client, app, fake_openai):
+    fake_openai.will(Reply("a1"), Reply("a1 v2"), Reply("a2 on v2"))
+    cid = conversation_id_from(send(client, "q1"))
+    a1 = ids(app)["a1"]
+    post(client, cid, regenerate=str(a1))
+    send(client, "q2", cid)
+    v2 = ids(app)["a1 v2"]
+    switch(client, cid, v2, a1)
+    assert shown(client, cid) == ["q1", "a1"]
+    switch(client, cid, a1, v2)
+    assert shown(client, cid) == ["q1", "a1 v2", "q2", "a2 on v2"]
+
+
+def test_versions_are_refused_where_they_make_no_sense(client, app, fake_openai):
+    fake_openai.will(Reply("a1"), Reply("a2"))
+    cid = conversation_id_from(send(client, "q1"))
+    send(client, "q2", cid)
+    m = ids(app)
+    before = len(all_messages(app))
+
+    # only the latest answer is regenerated; only the customer's own shown messages are edited
+    assert post(client, cid, regenerate=str(m["a1"])).status_code == 409
+    assert post(client, cid, regenerate=str(m["q2"])).status_code == 409
+    assert post(client, cid, edit=str(m["a1"]), content="hijack").status_code == 409
+    assert post(client, cid, edit="999999", content="nope").status_code == 409
+    refused = post(client, cid, edit=str(m["q1"]), content="   ")
+    assert refused.status_code == 422 and "Please type a message first." in refused.get_data(as_text=True)
+    # a version switch needs a version of the same message
+    assert switch(client, cid, m["a2"], m["a1"]).status_code == 409
+    assert switch(client, cid, m["a2"], "").status_code == 400
+    assert switch(client, cid, m["a2"], "x").status_code == 400
+    assert len(all_messages(app)) == before and len(fake_openai.requests) == 2
+    assert shown(client, cid) == ["q1", "a1", "q2", "a2"]
+
+
+def test_versions_belong_to_the_conversations_owner(client, app, fake_openai):
+    fake_openai.will(Reply("a1"), Reply("a1 v2"))
+    cid = conversation_id_from(send(client, "q1"))
+    a1 = ids(app)["a1"]
+    post(client, cid, regenerate=str(a1))
+    stranger = app.test_client()
+    send(stranger, "my own question")
+    v2 = ids(app)["a1 v2"]
+    assert switch(stranger, cid, v2, a1).status_code == 404
+    assert post(stranger, cid, regenerate=str(v2)).status_code == 404
+    assert post(stranger, cid, edit=str(ids(app)["q1"]), content="mine now").status_code == 404
+    assert stranger.get(f"/c/{cid}?edit={ids(app)['q1']}").status_code == 404
+    assert shown(client, cid) == ["q1", "a1 v2"]
+
+
+def test_no_switch_while_a_reply_is_being_written(client, app, fake_openai):
+    fake_openai.will(Reply("a1"), Reply("a1 v2"))
+    cid = conversation_id_from(send(client, "q1"))
+    a1 = ids(app)["a1"]
+    post(client, cid, regenerate=str(a1))
+    v2 = ids(app)["a1 v2"]
+    set_reply(app, v2, status="streaming", lease_until=time.time() + 60)
+    refused = switch(client, cid, v2, a1)
+    assert refused.status_code == 409 and "still answering" in refused.get_data(as_text=True)
+
+
+def test_without_javascript_edit_opens_the_page_with_the_message_in_the_composer(client, app, fake_openai):
+    fake_openai.will(Reply("a1"), Reply("a1 after edit"))
+    cid = conversation_id_from(send(client, "q1 with a typo"))
+    q1 = ids(app)["q1 with a typo"]
+    page = client.get(f"/c/{cid}?edit={q1}").get_data(as_text=True)
+    assert re.search(r'<textarea id="composer-input"[^>]*>q1 with a typo</textarea>', page, re.S)
+    assert f'name="edit" value="{q1}"' in page and 'id="composer-editing" class="composer-editing">' in page
+    # an answer can't be edited: the page opens as usual
+    page = client.get(f"/c/{cid}?edit={ids(app)['a1']}").get_data(as_text=True)
+    assert 'name="edit" value=""' in page
+    # the form posted without htmx: a redirect, and the new version shown
+    response = client.post(post_url(cid), data={"content": "q1 fixed", "edit": str(q1)})
+    assert response.status_code == 303
+    assert shown(client, cid) == ["q1 fixed", "a1 after edit"]
+    # and the switcher works without JavaScript too
+    fixed = ids(app)["q1 fixed"]
+    response = switch(client, cid, fixed, q1, htmx=False)
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"#msg-{q1}")
+    assert shown(client, cid) == ["q1 with a typo", "a1"]
