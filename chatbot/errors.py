@@ -53,7 +53,8 @@ def too_many_requests(error: TooManyRequests) -> Response:
     """A rate limit (``ratelimit.py``): when to try again, in the composer's error line or on a
     page, and in ``Retry-After``. The route never ran: nothing was saved, no session issued."""
     seconds = ratelimit.retry_after() or 60  # (a 429 from elsewhere: a minute is a fair guess)
-    error.description = f"You're sending messages very fast. Please wait {_duration(seconds)} and try again."
+    doing = "sending messages" if ratelimit.limited_messages() else "clicking"
+    error.description = f"You're {doing} very fast. Please wait {_duration(seconds)} and try again."
     response = make_response(http_error(error))
     response.headers["Retry-After"] = str(seconds)
     return response

@@ -137,6 +137,12 @@ def messages(view: F) -> F:
     return cast(F, _messages_per_owner(_messages_per_ip(view)))
 
 
+def limited_messages() -> bool:
+    """Whether the limit this request broke counts messages (else clicks: Stop, ratings, versions)."""
+    broken = limiter.current_limit
+    return broken is None or "/stops/" not in broken.key
+
+
 def retry_after() -> int | None:
     """Seconds until the limit this request broke lets it through again (None: no limit known)."""
     broken = limiter.current_limit

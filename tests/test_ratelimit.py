@@ -31,7 +31,7 @@ from .helpers import (
 
 REDIS_SERVER = os.environ.get("CHATBOT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 TOO_FAST = re.compile(
-    r"You're sending messages very fast\. Please wait (\d+) (seconds?|minutes) and try again\."
+    r"You're (?:sending messages|clicking) very fast\. Please wait (\d+) (seconds?|minutes) and try again\."
 )
 NO_LIMITS = {
     "RATELIMIT_MESSAGES_PER_OWNER": "",
@@ -205,7 +205,9 @@ def test_stops_per_address(limited):
     reply = all_messages(app)[-1].id
     for _ in range(2):
         assert alice.post(message_url(cid, reply, "stop"), headers=HX).status_code == 204
-    assert_too_fast(alice.post(message_url(cid, reply, "stop"), headers=HX))
+    too_fast = alice.post(message_url(cid, reply, "stop"), headers=HX)
+    assert_too_fast(too_fast)
+    assert "clicking very fast" in too_fast.get_data(as_text=True)  # (not "sending messages")
     assert_too_fast(alice.post(message_url(cid, reply, "stop")), htmx=False)
     assert send(alice, "messages are counted apart", cid).status_code == 200
 
