@@ -292,7 +292,8 @@ def test_an_answer_can_be_rated_up_or_down_with_a_comment_and_changed(app, clien
     assert rated.status_code == 200 and 'data-action="feedback-down"' in rated.text
     assert 'aria-pressed="true" aria-label="Not helpful"' in rated.text  # shown as chosen
     assert all_messages(app)[1].meta["feedback"]["rating"] == "down"
-    commented = client.post(url, data={"rating": "down", "comment": "It didn't\x00 help\r\n"}, headers=HX)
+    comment = "It didn't\x00 help\u202e\u200b\u2066\r\n"  # (no NUL, no hidden reordering)
+    commented = client.post(url, data={"rating": "down", "comment": comment}, headers=HX)
     assert commented.status_code == 200 and 'value="It didn&#39;t help"' in commented.text
     client.post(url, data={"rating": "up"}, headers=HX)  # changed: a new rating replaces it
     feedback = all_messages(app)[1].meta["feedback"]

@@ -40,7 +40,10 @@ from .turns import Delta, Finished, Settings, TurnRefused
 
 MAX_ID = 2**31 - 1  # ids fit a 32-bit integer on every database
 _DIGITS = re.compile(r"[0-9]{1,10}")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Stripped from a rating's comment: control characters, and the invisible ones that reorder or
+# hide text (bidi overrides and isolates, zero-width space, BOM), which would only disguise a
+# comment where the shop reads it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 class IdConverter(BaseConverter):
