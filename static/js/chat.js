@@ -198,7 +198,15 @@
     if (!article) return;
     const failures = Number(article.dataset.reconnecting) + 1;
     article.dataset.reconnecting = String(failures);
-    if (failures >= 3) notice(article, "We can't reach the server right now. We'll keep trying; or reload the page later.");
+    if (failures < 3) return;
+    notice(article, "We can't reach the server right now. We'll keep trying; or reload the page later.");
+    // then ask less often (every 5 s, then 15 s): a server coming back up isn't met by a crowd
+    const every = failures >= 6 ? "15s" : "5s";
+    if (article.getAttribute("hx-trigger") === "every " + every) return;
+    const slower = article.cloneNode(true);
+    slower.setAttribute("hx-trigger", "every " + every);
+    article.replaceWith(slower);
+    htmx.process(slower);
   });
 
   // A refused or failed request (409, 5xx, no connection): a Retry button may be pressed again.
