@@ -462,6 +462,28 @@ def test_jump_to_latest_appears_when_scrolled_up_while_a_reply_streams(app, live
     assert_no_js_errors(page)
 
 
+def test_after_jump_to_latest_the_view_stays_at_the_end_as_the_reply_completes(
+    app, live_server, chat, fake_openai
+):
+    page = chat
+    _long_conversation(app, live_server, page, fake_openai, 30)
+    fake_openai.will(
+        Reply("## Steps\n\n" + "\n".join(f"- step {i}: **do** it" for i in range(40)), token_delay=0.02)
+    )
+    send_with_enter(page, "Tell me everything")
+    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "streaming")
+    page.locator("#messages").hover()
+    page.mouse.wheel(0, -5000)
+    jump = page.locator('[data-action="jump-latest"]')
+    expect(jump).to_be_visible()
+    jump.click()
+    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete", timeout=15_000)
+    page.wait_for_timeout(300)  # the reply, replaced by its final (formatted, taller) form
+    gap = page.locator("#messages").evaluate("m => m.scrollHeight - m.scrollTop - m.clientHeight")
+    assert gap < 80, f"the view is {gap} px above the end"
+    assert_no_js_errors(page)
+
+
 def test_show_earlier_messages_keeps_the_readers_place(app, live_server, chat, fake_openai):
     page = chat
     _long_conversation(app, live_server, page, fake_openai, 80)
