@@ -681,20 +681,29 @@ def test_regenerate_and_edit_keep_versions_behind_a_switcher(chat, fake_openai):
     page.keyboard.press("Enter")  # › back to the second, from the keyboard
     expect(page.locator(ASSISTANT).nth(1).locator(".versions-count")).to_have_text("2/2")
 
-    # edit the first question: the composer takes its text; sending makes a new version of it,
-    # and what followed the old one is set aside
-    composer(page).fill("")
-    page.locator(USER).first.hover()
-    page.locator(USER).first.locator('[data-action="edit"]').click()
-    expect(composer(page)).to_have_value("q1")
-    expect(page.locator("#composer-editing")).to_be_visible()
-    send_with_enter(page, "q1, said better")
+    # edit the first question: an editor opens inside it; Esc cancels, Enter resends a new
+    # version of it; what followed the old one is set aside; the composer's draft stays
+    first = page.locator(USER).first
+    first.hover()
+    first.locator('[data-action="edit"]').click()
+    editor = first.locator('textarea[name="edit_content"]')
+    expect(editor).to_be_focused()
+    expect(editor).to_have_value("q1")
+    editor.press("Escape")
+    expect(first.locator('textarea[name="edit_content"]')).to_have_count(0)
+    expect(first.locator(".message-body")).to_have_text("q1")
+    expect(first.locator('[data-action="edit"]')).to_be_focused()
+    page.keyboard.press("Enter")  # the Edit button, from the keyboard
+    editor = first.locator('textarea[name="edit_content"]')
+    editor.fill("q1, said better")
+    editor.press("Enter")
     expect(page.locator(USER)).to_have_count(1)
     expect(page.locator(USER).first).to_contain_text("q1, said better")
     expect(page.locator(USER).first.locator(".versions-count")).to_have_text("2/2")
     expect(page.locator(ASSISTANT)).to_have_count(1)
     expect(page.locator(ASSISTANT).first).to_contain_text("a1 for the edit")
-    expect(page.locator("#composer-editing")).to_be_hidden()
+    expect(page.locator(ASSISTANT).first).to_have_attribute("data-status", "complete")
+    expect(composer(page)).to_have_value("a draft I keep")
     assert [m["content"] for m in fake_openai.requests[3].json["messages"][1:]] == ["q1, said better"]
 
     # the old question comes back with the whole conversation that followed it

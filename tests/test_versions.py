@@ -91,7 +91,7 @@ def test_edit_makes_a_new_version_of_a_question_and_keeps_the_conversation_that_
     send(client, "q3", cid)
     q2 = ids(app)["q2"]
 
-    response = post(client, cid, edit=str(q2), content="q2, said better")
+    response = post(client, cid, edit=str(q2), edit_content="q2, said better")
     assert response.status_code == 200
     first_event = parse_sse(response.get_data(as_text=True))[0]["data"]
     assert f'hx-target="#msg-{q2}"' in first_event and 'aria-label="Version 2 of 2"' in first_event
@@ -144,9 +144,9 @@ def test_versions_are_refused_where_they_make_no_sense(client, app, fake_openai)
     # only the latest answer is regenerated; only the customer's own shown messages are edited
     assert post(client, cid, regenerate=str(m["a1"])).status_code == 409
     assert post(client, cid, regenerate=str(m["q2"])).status_code == 409
-    assert post(client, cid, edit=str(m["a1"]), content="hijack").status_code == 409
-    assert post(client, cid, edit="999999", content="nope").status_code == 409
-    refused = post(client, cid, edit=str(m["q1"]), content="   ")
+    assert post(client, cid, edit=str(m["a1"]), edit_content="hijack").status_code == 409
+    assert post(client, cid, edit="999999", edit_content="nope").status_code == 409
+    refused = post(client, cid, edit=str(m["q1"]), edit_content="   ", content="my draft")
     assert refused.status_code == 422 and "Please type a message first." in refused.get_data(as_text=True)
     # a version switch needs a version of the same message
     assert switch(client, cid, m["a2"], m["a1"]).status_code == 409
@@ -166,7 +166,7 @@ def test_versions_belong_to_the_conversations_owner(client, app, fake_openai):
     v2 = ids(app)["a1 v2"]
     assert switch(stranger, cid, v2, a1).status_code == 404
     assert post(stranger, cid, regenerate=str(v2)).status_code == 404
-    assert post(stranger, cid, edit=str(ids(app)["q1"]), content="mine now").status_code == 404
+    assert post(stranger, cid, edit=str(ids(app)["q1"]), edit_content="mine now").status_code == 404
     assert stranger.get(f"/c/{cid}?edit={ids(app)['q1']}").status_code == 404
     assert shown(client, cid) == ["q1", "a1 v2"]
 
@@ -182,18 +182,28 @@ def test_no_switch_while_a_reply_is_being_written(client, app, fake_openai):
     assert refused.status_code == 409 and "still answering" in refused.get_data(as_text=True)
 
 
-def test_without_javascript_edit_opens_the_page_with_the_message_in_the_composer(client, app, fake_openai):
+def test_without_javascript_edit_opens_an_editor_inside_the_message(client, app, fake_openai):
     fake_openai.will(Reply("a1"), Reply("a1 after edit"))
     cid = conversation_id_from(send(client, "q1 with a typo"))
     q1 = ids(app)["q1 with a typo"]
+    # the Edit button is a GET form: the page opens with the editor inside that message
     page = client.get(f"/c/{cid}?edit={q1}").get_data(as_text=True)
-    assert re.search(r'<textarea id="composer-input"[^>]*>q1 with a typo</textarea>', page, re.S)
-    assert f'name="edit" value="{q1}"' in page and 'id="composer-editing" class="composer-editing">' in page
-    # an answer can't be edited: the page opens as usual
+    article = page[page.index(f'id="msg-{q1}"') : page.index("</article>", page.index(f'id="msg-{q1}"'))]
+    assert re.search(
+        r'<textarea id="edit-\d+" name="edit_content" form="composer"[^>]*>q1 with a typo</textarea>', article
+    )
+    assert f'form="composer" name="edit" value="{q1}"' in article
+    assert re.search(r'<textarea id="composer-input"[^>]*></textarea>', page)  # the composer's draft: its own
+    # an answer has no editor: the page opens as usual
     page = client.get(f"/c/{cid}?edit={ids(app)['a1']}").get_data(as_text=True)
-    assert 'name="edit" value=""' in page
-    # the form posted without htmx: a redirect, and the new version shown
-    response = client.post(post_url(cid), data={"content": "q1 fixed", "edit": str(q1)})
+    assert 'name="edit_content"' not in page
+    # a refused edit keeps the editor open with the text, and says why
+    refused = client.post(post_url(cid), data={"content": "", "edit": str(q1), "edit_content": " "})
+    assert refused.status_code == 422 and 'name="edit_content"' in refused.get_data(as_text=True)
+    # the composer's form posted without htmx: a redirect, and the new version shown
+    response = client.post(
+        post_url(cid), data={"content": "a draft", "edit": str(q1), "edit_content": "q1 fixed"}
+    )
     assert response.status_code == 303
     assert shown(client, cid) == ["q1 fixed", "a1 after edit"]
     # and the switcher works without JavaScript too

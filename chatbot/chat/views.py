@@ -117,9 +117,11 @@ def render_chat(
     status: int = 200,
     before: int | None = None,
     editing: int | None = None,
+    edit_draft: str | None = None,
 ) -> tuple[str, int]:
-    """The chat page. ``editing``: the composer edits that message of the customer's (without
-    JavaScript, the Edit link opens the page so)."""
+    """The chat page. ``editing``: that message of the customer's shows its editor (without
+    JavaScript, its Edit button opens the page so), holding ``edit_draft`` (a refused edit's
+    text) or the message's own."""
     messages, has_more = (
         queries.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
         if conversation
@@ -137,8 +139,9 @@ def render_chat(
         before=before,
         last_id=messages[-1].id if messages and before is None else None,
         error=error,
-        draft=draft if draft or edited is None else edited.content,
+        draft=draft,
         editing=edited,
+        edit_draft=edit_draft if edit_draft is not None else edited.content if edited else None,
         max_chars=current_app.config["MAX_MESSAGE_CHARS"],
     ), status
 
@@ -211,7 +214,8 @@ def send(public_id: str) -> Any:
 def _turn(conversation: Conversation | None) -> Any:
     """A message; or (one of these fields) ``retry`` the last failed reply in place,
     ``regenerate`` the last answer as a new version, ``edit`` an earlier message of the
-    customer's as a new version (``content`` its new text)."""
+    customer's as a new version (``edit_content`` its new text: the editor inside the message
+    belongs to the composer's form, whose own draft stays as it is)."""
     if request.files:
         abort(400, description="Files can't be sent with a message.")
     content = request.form.get("content", "")
@@ -228,7 +232,7 @@ def _turn(conversation: Conversation | None) -> Any:
             elif regenerate is not None:
                 turn = turns.begin_regenerate(conversation, target, settings())
             else:
-                editing = target
+                editing, content = target, request.form.get("edit_content", "")
                 turn = turns.begin_edit(conversation, target, content, settings())
         else:
             owner = current_owner() or secrets.token_urlsafe(24)
@@ -237,7 +241,12 @@ def _turn(conversation: Conversation | None) -> Any:
         if is_htmx():
             return render_template("chat/_composer_error.html", error=refused.message), refused.status
         return render_chat(
-            conversation, error=refused.message, draft=content, status=refused.status, editing=editing
+            conversation,
+            error=refused.message,
+            draft="" if editing else content,
+            status=refused.status,
+            editing=editing,
+            edit_draft=content if editing else None,
         )
 
     if retry is None and regenerate is None and edit is None:

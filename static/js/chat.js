@@ -69,7 +69,7 @@
 
   // Retry and Regenerate buttons submit this form too; they must not wipe what the user is typing.
   form.addEventListener("submit", (e) => {
-    const retry = e.submitter && ["retry", "regenerate"].includes(e.submitter.name) ? e.submitter : null;
+    const retry = e.submitter && ["retry", "regenerate", "edit"].includes(e.submitter.name) ? e.submitter : null;
     if (retry && retry.dataset.sent) {  // a double click must not ask twice
       e.preventDefault();
       e.stopImmediatePropagation();
@@ -80,38 +80,80 @@
     stickToBottom = true;
   }, true);
 
-  // Edit: the message's text goes into the composer, which then sends it as a new version of
-  // that message (the earlier version and what followed it are kept, behind the ‹ n/m › switcher).
-  const editField = document.getElementById("composer-edit");
-  const editing = document.getElementById("composer-editing");
-  const endEdit = () => {
-    if (editField) editField.value = "";
-    if (editing) editing.hidden = true;
+  // Edit: an editor opens inside the message (Enter resends, Shift+Enter a new line, Esc
+  // cancels). Its fields belong to the composer's form (form="composer"), so the resend streams
+  // like any message while the composer's own draft stays as it is; the earlier version is kept.
+  const closeEditor = (article) => {
+    const editor = article.querySelector(".message-editor");
+    if (!editor) return;
+    editor.remove();
+    article.querySelector(".message-body").hidden = false;
+    const button = article.querySelector('[data-action="edit"]');
+    if (button) button.focus();
+  };
+  const openEditor = (article) => {
+    if (article.querySelector(".message-editor")) return;
+    const body = article.querySelector(".message-body");
+    const source = article.querySelector(".message-source");
+    const id = article.dataset.messageId;
+    const editor = document.createElement("div");
+    editor.className = "message-editor";
+    const label = document.createElement("label");
+    label.className = "visually-hidden";
+    label.htmlFor = "edit-" + id;
+    label.textContent = "Edit your message";
+    const area = document.createElement("textarea");
+    area.id = "edit-" + id;
+    area.name = "edit_content";
+    area.setAttribute("form", "composer");
+    area.rows = 3;
+    area.maxLength = input.maxLength;
+    area.value = source ? source.value : body.textContent;
+    const actions = document.createElement("div");
+    actions.className = "message-actions";
+    const send = document.createElement("button");
+    send.type = "submit";
+    send.setAttribute("form", "composer");
+    send.name = "edit";
+    send.value = id;
+    send.formNoValidate = true;
+    send.className = "button button--small";
+    send.dataset.action = "edit-send";
+    send.textContent = "Send";
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "button button--small button--quiet";
+    cancel.dataset.action = "edit-cancel";
+    cancel.textContent = "Cancel";
+    const hint = document.createElement("span");
+    hint.className = "message-editor-hint";
+    hint.textContent = "The earlier version is kept (‹ › to switch back).";
+    actions.append(send, cancel, hint);
+    editor.append(label, area, actions);
+    body.hidden = true;
+    body.after(editor);
+    area.focus();
+    area.setSelectionRange(area.value.length, area.value.length);
   };
   messages.addEventListener("click", (e) => {
-    const edit = e.target.closest && e.target.closest('[data-action="edit"]');
-    if (!edit || !editField) return;
+    const target = e.target.closest && e.target.closest('[data-action="edit"], [data-action="edit-cancel"]');
+    if (!target) return;
     e.preventDefault();
-    const article = edit.closest("article");
-    const source = article.querySelector(".message-source");
-    editField.value = article.dataset.messageId;
-    editing.hidden = false;
-    input.value = source ? source.value : "";
-    input.focus();
-    input.setSelectionRange(input.value.length, input.value.length);
+    const article = target.closest("article");
+    if (target.dataset.action === "edit") openEditor(article);
+    else closeEditor(article);
   });
-  if (editing) editing.addEventListener("click", (e) => {
-    if (!(e.target.closest && e.target.closest('[data-action="cancel-edit"]'))) return;
-    e.preventDefault();
-    endEdit();
-    input.value = "";
-    input.focus();
-  });
-  input.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && editField && editField.value && !streaming()) {
+  messages.addEventListener("keydown", (e) => {
+    const area = e.target.closest && e.target.closest(".message-editor textarea");
+    if (!area) return;
+    if (e.key === "Escape") {
       e.preventDefault();
-      endEdit();
-      input.value = "";
+      e.stopPropagation();  // (Esc here cancels the edit; it doesn't stop a reply)
+      closeEditor(area.closest("article"));
+    } else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      const send = area.closest(".message-editor").querySelector('[data-action="edit-send"]');
+      if (!form.classList.contains("htmx-request")) form.requestSubmit(send);
     }
   });
 
@@ -213,8 +255,7 @@
   form.addEventListener("htmx:finally:request", (e) => {
     const status = e.detail && e.detail.ctx && e.detail.ctx.response && e.detail.ctx.response.status;
     if (status && status < 400) return;
-    messages.querySelectorAll('[data-action="retry"][data-sent], [data-action="regenerate"][data-sent]')
-      .forEach((b) => { delete b.dataset.sent; });
+    messages.querySelectorAll("button[data-sent]").forEach((b) => { delete b.dataset.sent; });
   });
 
   // The server accepted the message and the reply is streaming: clear the composer, keep focus.
@@ -222,7 +263,6 @@
     if (errorBox) errorBox.textContent = "";
     if (clearOnAccept) {
       input.value = "";
-      endEdit();
       // a new turn began: only the latest reply can be retried or regenerated: older buttons go
       messages.querySelectorAll('[data-action="retry"], [data-action="regenerate"]').forEach((b) => b.remove());
     }
