@@ -33,6 +33,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from .. import ratelimit
 from ..llm import get_provider
 from ..models import Conversation, Message
+from ..rendering import StreamingMarkdown
 from . import bp, queries, replies, stream, turns
 from .live import live_replies
 from .pump import Heartbeat
@@ -290,7 +291,8 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
         "chat/_turn_start.html", turn=turn, retried=retried, conversation=turn.conversation
     )
     address = url_for("chat.show", public_id=turn.conversation.public_id)
-    body = f"msg-{turn.reply.id}-body"
+    tail = f"msg-{turn.reply.id}-tail"  # the open end of the reply's body (see _message.html)
+    rendered = StreamingMarkdown()  # each batch: the finished blocks once, the open one again
     config = settings()
 
     def events() -> Iterator[str]:
@@ -302,7 +304,7 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
             started = True
             for item in _run(turn):
                 if isinstance(item, Delta):
-                    yield stream.append_text(body, item.text)
+                    yield stream.markdown_update(tail, rendered.feed(item.text))
                 elif isinstance(item, Heartbeat):
                     yield stream.KEEPALIVE
                 elif item.reply is not None:  # (None: the conversation was deleted meanwhile)
