@@ -94,7 +94,7 @@ def test_tokens_arrive_in_several_batches_and_the_saved_reply_equals_them(live_s
 
     reply = all_messages(app)[1]
     chunks = text_events(events, reply.id)
-    # One event per token would be ~43; one per reply would be 1. Batches of ~50 ms sit between.
+    # One event per token would be ~43; one per reply would be 1. Batches of ~100 ms sit between.
     assert 5 <= len(chunks) < len(tokens(LONG))
     times = [t for t, e in events if f"#msg-{reply.id}-tail" in e["data"]]
     assert times[-1] - times[0] > 0.5  # they really arrived over time, not all at the end
