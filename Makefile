@@ -42,6 +42,7 @@ serve: $(VENV)/.installed-run
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/stream_latency.py
 	$(BIN)/python bench/turn_overhead.py
+	$(BIN)/python bench/stream_markdown.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -54,7 +54,7 @@ def post() -> Response:
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield (
-                            f'data: <hx-partial hx-target="#msg-1-body" hx-swap="beforeend">'
+                            f'data: <hx-partial hx-target="#msg-1-tail" hx-swap="beforeend">'
                             f"{escape(text)}</hx-partial>\n\n"
                         )
         yield 'data: <article data-status="complete"></article>\n\n'

@@ -248,7 +248,7 @@ def app_client(port: int, barrier: threading.Barrier, deadline: float, result: R
                 if (
                     result.first_text is None
                     and line.startswith(b'data: <hx-partial hx-target="#msg-')
-                    and b'-body"' in line
+                    and b'-tail"' in line
                 ):
                     result.first_text = now - start
                 if line.startswith(b"data:"):

@@ -113,7 +113,7 @@ def main() -> None:
             chunks = 0
             for line in response.iter_lines(decode_unicode=True):
                 now = time.perf_counter()
-                if line.startswith('data: <hx-partial hx-target="#msg-') and '-body"' in line:
+                if line.startswith('data: <hx-partial hx-target="#msg-') and '-tail"' in line:
                     chunks += 1
                     first_text = first_text or now
                 if line.startswith("data: /c/"):

@@ -53,7 +53,10 @@ class Defaults:
     # to one every STREAM_FLUSH_MAX_SECONDS): under load the text comes in bigger steps, and a
     # new customer's reply still starts at once. The model's stream is read at the same pace.
     # "Still here" (a comment line) is sent when a reply is silent for STREAM_KEEPALIVE_SECONDS.
-    STREAM_FLUSH_SECONDS = 0.05
+    # Each batch renders the reply's open Markdown block again (bench/stream_markdown.py: ~0.2 ms
+    # of server time) and the page swaps it in (~3 ms of the browser's): every 0.1 s rather than
+    # 0.05 s halves the first and cuts the second by 40% over a reply, and still reads smoothly.
+    STREAM_FLUSH_SECONDS = 0.1
     STREAM_FLUSH_MAX_SECONDS = 0.5
     STREAM_BATCHES_PER_SECOND = 2000
     STREAM_KEEPALIVE_SECONDS = 0.25

@@ -1,10 +1,21 @@
-"""Model output is untrusted: Markdown -> HTML, then sanitized to a small allow-list."""
+"""Model output is untrusted: Markdown -> HTML, then sanitized to a small allow-list.
+
+A finished message is rendered whole (``render_markdown``, the ``markdown`` filter). A reply that is
+still being written is rendered as it arrives (``StreamingMarkdown``): the blocks that can no longer
+change are rendered once, and only the open block at the end is rendered again with each batch, with
+the same renderer and allow-list, so the finished message looks the same as the streamed one.
+"""
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
 
 import nh3
 from flask import Flask
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from markupsafe import Markup
 
 # "commonmark" with raw HTML off: any tag the model writes is shown as text, never parsed.
@@ -45,17 +56,149 @@ _TAGS = {
 _ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
 
 
-def render_markdown(text: str) -> Markup:
-    html = _md.render(text or "")
-    clean = nh3.clean(
+def _clean(html: str) -> str:
+    return nh3.clean(
         html,
         tags=_TAGS,
         attributes=_ATTRIBUTES,
         url_schemes={"http", "https", "mailto", "tel"},
         link_rel="noopener noreferrer nofollow",
     )
-    return Markup(clean)
+
+
+def render_markdown(text: str) -> Markup:
+    return Markup(_clean(_md.render(text or "")))
+
+
+# --- while a reply streams ---------------------------------------------------------------------
+
+_LINE_ENDS = re.compile(r"\r\n?")
+# A last line still being written that would show as something else for a moment: only markers so
+# far ("#", "-", "1.", "| --- |", "> ", "**"), or a code fence's opening line ("```python").
+_MARKERS_ONLY = re.compile(r"[-+*=_#>|`~:.)\d \t]*")
+_FENCE_OPENING = re.compile(r" {0,3}(?:`{3,}[^`]*|~{3,}.*)")
+_UNCLOSED_LINK = re.compile(r"!?\[(?:[^\]]*|[^\]]*\]\([^)]*)$")
+_PIPE_ROW = re.compile(r" {0,3}\|")
+
+
+def _shown(text: str) -> str:
+    """``text`` less what is better held back until the next batch, so that nothing shows for a
+    moment as something it is not: the end of a last line that is only markers so far, a fence's
+    opening line, an unclosed ``**`` or link; and a first table row (it becomes the table's header
+    once its delimiter row arrives)."""
+    start = text.rfind("\n") + 1
+    line = text[start:]
+    if _MARKERS_ONLY.fullmatch(line) or _FENCE_OPENING.fullmatch(line):
+        line = ""
+    else:
+        if "`" not in line and line.count("**") % 2:
+            line = line[: line.rfind("**")]
+        if "`" not in line and (link := _UNCLOSED_LINK.search(line)):
+            line = line[: link.start()]
+    last = start if line else text.rfind("\n", 0, max(0, start - 1)) + 1  # the last line shown
+    if (line or start) and _PIPE_ROW.match(text, last):
+        above = text.rfind("\n", 0, max(0, last - 1)) + 1
+        if not last or not _PIPE_ROW.match(text, above):
+            return text[:last]
+    return text[:start] + line
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """What a batch changes on the page: finished blocks to add (``done``, maybe empty) before the
+    open tail, and the tail's new HTML (``tail``; None when it looks the same as before)."""
+
+    done: Markup
+    tail: Markup | None
+
+
+class StreamingMarkdown:
+    """Markdown fed in pieces, rendered as it comes, at a cost per batch that does not grow with the
+    length of the reply.
+
+    Markdown's blocks are decided line by line, and once a line has started a new top-level block,
+    the blocks before it can no longer change. So each batch parses only the text after the last
+    finished block; the top-level blocks followed by another one that starts on a whole line are
+    finished: rendered once, and dropped from the text kept. The rest (the open tail, usually one
+    block) is rendered again each batch. Finished blocks and the final tail, put together, are the
+    same HTML as the whole text rendered at once (``render_markdown``), so the message doesn't move
+    when the finished reply replaces the streamed one.
+
+    Link reference definitions are the one thing that reaches backwards in Markdown: those in
+    finished blocks apply to later ones; a link that refers to a definition further down the reply
+    shows as text until the reply is finished.
+    """
+
+    def __init__(self) -> None:
+        self._open = ""  # the text after the last finished block (line ends made "\n")
+        self._cr = False  # the last piece ended with "\r": a "\n" may follow it
+        self._references: dict[str, Any] = {}  # link reference definitions in finished blocks
+        self._tail: str | None = None  # the tail's HTML as last returned
+
+    def feed(self, text: str) -> Update:
+        """Take the next piece of text; returns what changed."""
+        if self._cr:
+            text = "\r" + text
+        self._cr = text.endswith("\r")
+        if self._cr:
+            text = text[:-1]
+        self._open += _LINE_ENDS.sub("\n", text)
+        return self._render(_shown(self._open))
+
+    def finish(self) -> Update:
+        """The end of the text: nothing is held back any more."""
+        if self._cr:
+            self._open += "\n"
+            self._cr = False
+        return self._render(self._open)
+
+    def _render(self, text: str) -> Update:
+        env: dict[str, Any] = {"references": dict(self._references)}
+        tokens = _md.parse(text, env)
+        cut = self._finished(tokens, text.count("\n"), env)
+        done = ""
+        if cut:
+            line = tokens[cut].map[0]  # type: ignore[index]
+            offset = _offset_of_line(self._open, line)
+            self._open = self._open[offset:]
+            for label, definition in env["references"].items():
+                if label not in self._references:  # (all of them are above the cut: see _finished)
+                    self._references[label] = {**definition, "map": None}
+            done = _clean(_md.renderer.render(tokens[:cut], _md.options, env))
+            tokens = tokens[cut:]
+        tail = _clean(_md.renderer.render(tokens, _md.options, env)).strip()
+        changed = tail != self._tail
+        self._tail = tail
+        return Update(Markup(done), Markup(tail) if changed else None)
+
+    def _finished(self, tokens: list[Token], whole_lines: int, env: dict[str, Any]) -> int:
+        """How many of ``tokens`` make finished blocks: up to the last top-level block after the
+        first one that starts on a whole line (0: none yet)."""
+        for i in range(len(tokens) - 1, 0, -1):
+            token = tokens[i]
+            if token.level or token.nesting < 0 or token.map is None or token.map[0] >= whole_lines:
+                continue
+            line = token.map[0]
+            new = (d for label, d in env["references"].items() if label not in self._references)
+            if any(d["map"][1] > line for d in new):  # a definition below the cut may still change
+                return 0
+            return i
+        return 0
+
+
+def _offset_of_line(text: str, line: int) -> int:
+    """Where line number ``line`` (from 0) starts in ``text``."""
+    offset = 0
+    for _ in range(line):
+        offset = text.index("\n", offset) + 1
+    return offset
+
+
+def render_streaming(text: str) -> Update:
+    """A reply's text so far, as the page that streams it shows it (for a page opened meanwhile)."""
+    return StreamingMarkdown().feed(text)
 
 
 def init_app(app: Flask) -> None:
     app.add_template_filter(render_markdown, "markdown")
+    app.add_template_filter(render_streaming, "markdown_so_far")

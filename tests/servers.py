@@ -223,7 +223,7 @@ class Stream:
         raise AssertionError("no chatbot:navigate event in the stream")
 
     def text_events(self, reply_id: int) -> int:
-        marker = f'hx-target="#msg-{reply_id}-body"'
+        marker = f'hx-target="#msg-{reply_id}-tail"'
         return sum(marker in d for d in self.data())
 
 

@@ -714,3 +714,140 @@ def test_regenerate_and_edit_keep_versions_behind_a_switcher(chat, fake_openai):
     expect(page.locator(USER)).to_have_count(2)
     expect(page.locator(USER).first.locator(".versions-count")).to_have_text("1/2")
     assert_no_js_errors(page)
+
+
+# A support answer in Markdown, three times taller than the window: headings, bold, lists, tables
+# and code blocks; streamed slowly enough to see each block finished before the end. (Streamed as
+# raw text and rendered only at the end, this one made the page jump by CLS 0.37 at its end, in
+# about half the runs.)
+MARKDOWN_SECTION = """## {n}. Check the battery
+
+First, open **Settings** and go to Battery to see which apps use the most power.
+
+- Lower the screen brightness.
+- Turn off background refresh for apps you rarely use.
+- Switch on **low power mode** below twenty percent.
+
+| Setting | Where | Saves |
+| --- | --- | --- |
+| Brightness | Display | a lot |
+| Refresh | General | some |
+
+To read the battery's state from a computer:
+
+```
+adb shell dumpsys battery
+adb shell dumpsys batterystats --reset
+```
+
+If it still drains:
+
+1. Restart the phone.
+2. Check for a system update.
+3. Book a repair if a day's charge lasts less than a morning.
+"""
+MARKDOWN_REPLY = "\n".join(MARKDOWN_SECTION.format(n=n) for n in (1, 2, 3)) + "\nThat is all."
+
+# Measured in the page itself, so that the test's own round trips don't skew anything: every
+# layout shift (buffered: none is missed), the moment the reply stops streaming, and after each
+# change of the messages, what the reply being written shows.
+RECORD_THE_REPLY = """() => {
+    window.__shifts = [];
+    new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) {
+            if (!e.hadRecentInput) window.__shifts.push([e.startTime, e.value]);
+        }
+    }).observe({type: "layout-shift", buffered: true});
+    window.__ended = null;
+    window.__seen = {table: false, li: false, code: false, markers: [], live: []};
+    const messages = document.getElementById("messages");
+    new MutationObserver(() => {
+        const reply = messages.querySelector('article[data-role="assistant"]');
+        if (!reply) return;
+        if (reply.dataset.status !== "streaming") {
+            if (window.__ended === null) window.__ended = performance.now();
+            return;
+        }
+        const body = reply.querySelector(".message-body");
+        const seen = window.__seen;
+        seen.table ||= body.querySelector("table td") !== null;
+        seen.li ||= body.querySelector("li") !== null;
+        seen.code ||= body.querySelector("pre code") !== null;
+        // every block shown but the last (which may still be half written) is finished
+        const blocks = [...body.children].flatMap((c) => c.matches(".md-tail") ? [...c.children] : [c]);
+        for (const block of blocks.slice(0, -1)) {
+            for (const marker of ["**", "##", "```", "| ---"]) {
+                if (block.textContent.includes(marker)) seen.markers.push(marker + " in " + block.outerHTML);
+            }
+        }
+        body.querySelectorAll("script, img, iframe, template, hx-partial, a[href^='javascript']")
+            .forEach((e) => seen.live.push(e.outerHTML));
+        body.querySelectorAll("*").forEach((e) => {
+            for (const a of e.attributes) if (a.name.startsWith("on")) seen.live.push(e.outerHTML);
+        });
+    }).observe(messages, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def layout_shift(page) -> tuple[float, float]:
+    """Cumulative layout shift while the reply streamed, and from its end on."""
+    shifts, ended = page.evaluate("[window.__shifts, window.__ended]")
+    assert ended is not None
+    return sum(v for t, v in shifts if t < ended), sum(v for t, v in shifts if t >= ended)
+
+
+def test_markdown_renders_while_it_streams_and_nothing_moves_at_the_end(chat, fake_openai):
+    page = chat
+    page.evaluate(RECORD_THE_REPLY)
+    fake_openai.will(Reply(MARKDOWN_REPLY, token_delay=0.01))  # ~4 s
+    send_with_enter(page, "My battery drains fast")
+    reply = page.locator(ASSISTANT)
+    expect(reply).to_have_attribute("data-status", "streaming")
+    body = reply.locator(".message-body")
+    # formatted while it is written: the first heading and bold are there long before the end
+    expect(body.locator("h2").first).to_have_text("1. Check the battery")
+    expect(body.locator("strong").first).to_have_text("Settings")
+    assert reply.get_attribute("data-status") == "streaming"
+
+    expect(reply).to_have_attribute("data-status", "complete", timeout=15_000)
+    page.wait_for_timeout(300)  # (a shift is reported in the frame after it)
+    seen = page.evaluate("window.__seen")
+    assert seen["table"] and seen["li"] and seen["code"], seen  # all of them before the reply ended
+    assert seen["markers"] == [], seen["markers"][:3]  # no Markdown left raw in a finished block
+    assert seen["live"] == []
+    during, at_end = layout_shift(page)
+    assert during < 0.05, during
+    assert at_end < 0.05, at_end
+    # the finished reply, rendered whole, is what was streamed
+    expect(body.locator("table")).to_have_count(3)
+    expect(body.locator("ol > li")).to_have_count(9)
+    expect(body.locator("pre code").last).to_contain_text("adb shell dumpsys battery")
+    expect(body).not_to_contain_text("**")
+    assert_no_js_errors(page)
+
+
+def test_markup_the_model_writes_never_becomes_live_while_it_streams(chat, fake_openai):
+    page = chat
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.evaluate(RECORD_THE_REPLY)
+    attacks = (
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(2)>",
+        "[click me](javascript:alert(3))",
+        '<a href="javascript:alert(4)">tap</a>',
+        '</hx-partial><hx-partial hx-target="#composer-error" hx-swap="innerHTML">pwned</hx-partial>',
+    )
+    text = "Careful:\n\n" + "".join(f"- {a}\n" for a in attacks) + "\n" + "\n\n".join(attacks) + "\n\nDone."
+    fake_openai.will(Reply(text, token_delay=0.02))
+    send_with_enter(page, "Show me some HTML")
+    reply = page.locator(ASSISTANT)
+    expect(reply).to_have_attribute("data-status", "complete", timeout=15_000)
+    seen = page.evaluate("window.__seen")
+    assert seen["li"] and seen["live"] == [], seen["live"]
+    body = reply.locator(".message-body")
+    expect(body).to_contain_text("<script>alert(1)</script>")  # shown as text...
+    assert body.locator("script, img, a[href^='javascript']").count() == 0  # ...never as markup
+    expect(page.locator("#composer-error")).to_have_text("")
+    assert dialogs == []
+    assert_no_js_errors(page)

@@ -55,7 +55,7 @@ def test_stop_is_immediate_even_while_the_database_is_locked(app_factory, openai
                 f"{server.url}/c", data={"content": "long"}, headers=HX, stream=True, timeout=10
             )
             lines = response.iter_lines(decode_unicode=True)
-            next(line for line in lines if 'hx-target="#msg-2-body"' in line)
+            next(line for line in lines if 'hx-target="#msg-2-tail"' in line)
             stop = server.url + message_url(only_conversation(app), 2, "stop")
             with write_locked(app):
                 started = time.perf_counter()

@@ -71,7 +71,7 @@ def test_offline_turn_through_the_page_is_labelled(offline_app):
     assert "offline assistant" in page
     response = send(client, "¿Cómo libero espacio? El almacenamiento está lleno")
     events = parse_sse(response.get_data(as_text=True))
-    assert len([e for e in events if 'hx-target="#msg-2-body"' in e["data"]]) >= 1
+    assert len([e for e in events if 'hx-target="#msg-2-tail"' in e["data"]]) >= 1
     final = events[-1]["data"]
     assert 'data-status="complete"' in final and "Offline assistant" in final
     reply = all_messages(offline_app)[1]

@@ -73,7 +73,7 @@ def test_a_stopped_server_finishes_its_replies_and_another_carries_on(cluster, f
 def leave_once_it_streams(browser: requests.Session, url: str) -> None:
     """Post a message like the page does, read until the reply's text flows, close the tab."""
     with browser.post(url, data={"content": "Walk me through it"}, headers=HX, stream=True, timeout=10) as r:
-        next(line for line in r.iter_lines(decode_unicode=True) if "-body" in line and "step" in line)
+        next(line for line in r.iter_lines(decode_unicode=True) if "-tail" in line and "step" in line)
 
 
 def test_a_stopped_server_first_finishes_the_replies_whose_pages_left(cluster, fake_openai):

@@ -66,11 +66,11 @@ def test_a_streaming_reply_costs_one_tick_per_interval(app_factory, openai_confi
                 f"{server.url}/c", data={"content": "long"}, headers=HX, stream=True, timeout=10
             )
             lines = response.iter_lines(decode_unicode=True)
-            next(line for line in lines if 'hx-target="#msg-2-body"' in line)
+            next(line for line in lines if 'hx-target="#msg-2-tail"' in line)
             first_text = time.perf_counter()
             last_text = first_text
             for line in lines:
-                if 'hx-target="#msg-2-body"' in line:
+                if 'hx-target="#msg-2-tail"' in line:
                     last_text = time.perf_counter()
     finally:
         server.stop()

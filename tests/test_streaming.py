@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from chatbot.rendering import render_markdown
 
 from .conftest import REDIS_TEST_URL, _stack
 from .fake_openai import Reply, tokens
@@ -56,8 +59,26 @@ def read_events(response, lines=None) -> list[tuple[float, dict]]:
 
 
 def text_events(events, reply_id: int) -> list[str]:
-    marker = f'hx-target="#msg-{reply_id}-body"'
+    marker = f'hx-target="#msg-{reply_id}-tail"'
     return [e["data"] for _, e in events if marker in e["data"]]
+
+
+_PARTIAL = re.compile(
+    r'<hx-partial hx-target="#msg-\d+-tail" hx-swap="(beforebegin|innerHTML)">(.*?)</hx-partial>', re.S
+)
+
+
+def streamed_body(chunks: list[str]) -> str:
+    """The reply's body as the page holds it after these text events: the finished blocks each
+    event put before the open tail, then the tail as the last event left it."""
+    done, tail = [], ""
+    for data in chunks:
+        for swap, html in _PARTIAL.findall(data):
+            if swap == "beforebegin":
+                done.append(html)
+            else:
+                tail = html
+    return "".join(done) + tail
 
 
 def test_tokens_arrive_in_several_batches_and_the_saved_reply_equals_them(live_server, app, fake_openai):
@@ -71,18 +92,16 @@ def test_tokens_arrive_in_several_batches_and_the_saved_reply_equals_them(live_s
 
     reply = all_messages(app)[1]
     chunks = text_events(events, reply.id)
-    # One event per token would be ~43; one per reply would be 1. Batches of ~50 ms sit between.
+    # One event per token would be ~43; one per reply would be 1. Batches of ~100 ms sit between.
     assert 5 <= len(chunks) < len(tokens(LONG))
-    times = [t for t, e in events if f"#msg-{reply.id}-body" in e["data"]]
+    times = [t for t, e in events if f"#msg-{reply.id}-tail" in e["data"]]
     assert times[-1] - times[0] > 0.5  # they really arrived over time, not all at the end
     assert 'data-status="complete"' in events[-1][1]["data"]
     assert "<strong>done</strong>" in events[-1][1]["data"]
 
-    import html
-    import re
-
-    streamed = "".join(html.unescape(re.sub(r"</?hx-partial[^>]*>", "", c)) for c in chunks)
-    assert streamed == LONG == reply.content
+    assert reply.content == LONG
+    # the streamed text, rendered as it came, is the finished reply's Markdown rendered whole
+    assert streamed_body(chunks) == str(render_markdown(LONG)).strip()
     assert reply.status == "complete"
     assert reply.meta["completion_tokens"] == len(tokens(LONG))
     assert reply.meta["total_tokens"] > reply.meta["completion_tokens"]
@@ -96,12 +115,84 @@ def test_text_is_escaped_in_the_stream(client, app, fake_openai):
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in body
 
 
+MARKDOWN = (
+    "## Steps\n\nFirst **restart** the phone.\n\n- Open Settings\n- Tap Battery\n\n"
+    "| Setting | Effect |\n| --- | --- |\n| Brightness | a lot |\n\n```\nadb shell dumpsys battery\n\n```\n"
+    "Then check again.\n\n" + LONG
+)
+
+
+def test_markdown_is_rendered_in_the_stream_and_ends_as_the_whole_render(client, app, fake_openai):
+    fake_openai.will(Reply(MARKDOWN, token_delay=0.01))
+    events = parse_sse(send(client, "How do I check the battery?").get_data(as_text=True))
+    chunks = [e["data"] for e in events if 'hx-target="#msg-2-tail"' in e["data"]]
+    assert len(chunks) >= 3
+    # finished blocks arrive once each, as HTML, while the reply is still being written
+    added = "".join(streamed_body([c.split('hx-swap="innerHTML"')[0]]) for c in chunks)
+    for html in ("<h2>Steps</h2>", "<strong>restart</strong>", "<li>Tap Battery</li>", "<td>a lot</td>"):
+        assert added.count(html) == 1, html
+    assert "<pre><code>adb shell dumpsys battery\n\n</code></pre>" in added
+    # the body streamed is, HTML for HTML, the finished reply's body
+    final = events[-1]["data"]
+    assert 'data-status="complete"' in final
+    whole = str(render_markdown(MARKDOWN))
+    assert whole in final
+    assert re.sub(r"\s+", "", streamed_body(chunks)) == re.sub(r"\s+", "", whole)
+
+
+def test_model_written_markup_in_the_stream_stays_text(client, app, fake_openai):
+    attacks = [
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(2)>",
+        "[tap](javascript:alert(3))",
+        '</hx-partial><hx-partial hx-target="#composer-error" hx-swap="innerHTML">pwned</hx-partial>',
+    ]
+    fake_openai.will(Reply("- " + "\n- ".join(attacks) + "\n\n" + " and ".join(attacks), token_delay=0.005))
+    events = parse_sse(send(client, "x").get_data(as_text=True))
+    chunks = [e["data"] for e in events if 'hx-target="#msg-2-tail"' in e["data"]]
+    assert len(chunks) >= 3
+    for html in chunks:
+        assert "<script" not in html and "<img" not in html and 'href="javascript:' not in html
+        ours = html.count("<hx-partial ") + html.count("</hx-partial>")  # (the stream's own)
+        assert ours == 2 * len(re.findall(r'<hx-partial hx-target="#[\w-]+" hx-swap="\w+">', html))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in streamed_body(chunks)
+
+
+def test_a_page_opened_mid_reply_shows_it_as_markdown(live_server, app, fake_openai):
+    fake_openai.will(Reply(MARKDOWN, token_delay=0.03))
+    with requests.Session() as s:
+        response = stream_turn(live_server.url, s, "How do I check the battery?")
+        lines = response.iter_lines(decode_unicode=True)
+        next(line for line in lines if "word3" in line)  # the reply is well under way
+        address = live_server.url + message_url(only_conversation(app), 2)
+
+        def saved() -> str | None:  # (the text so far is saved every STREAM_TICK_SECONDS)
+            html = s.get(address, timeout=5).text
+            return html if "word3" in html else None
+
+        page = wait_until(saved, what="the text so far, saved")
+        assert 'data-status="streaming"' in page and 'hx-trigger="every 1s"' in page  # followed
+        body = page.split('id="msg-2-body"', 1)[1].split('<div class="message-actions">', 1)[0]
+        assert body.startswith(" hx-ignore>")  # model-written HTML: htmx leaves it alone
+        for html in (
+            "<h2>Steps</h2>",
+            "<strong>restart</strong>",
+            "<li>Tap Battery</li>",
+            "<table>",
+            "word3",
+        ):
+            assert html in body, html
+        assert '<div class="md-tail" id="msg-2-tail">' in body  # where this page's own stream would go
+        assert "**" not in body and "##" not in body
+        read_events(response, lines)
+
+
 def test_silent_model_gets_keepalives_so_departures_are_seen(live_server, fake_openai):
     fake_openai.will(Reply("late", first_token_delay=1.0))
     with requests.Session() as s:
         response = stream_turn(live_server.url, s, "hello")
         raw = response.text
-    before_text = raw.split('hx-target="#msg-2-body"', 1)[0]
+    before_text = raw.split('hx-target="#msg-2-tail"', 1)[0]
     assert before_text.count(": keep-alive") >= 2
 
 
@@ -113,7 +204,7 @@ def test_stop_saves_the_partial_reply_as_stopped(live_server, app, fake_openai):
         lines = response.iter_lines(decode_unicode=True)
         for raw in lines:
             events.append(raw)
-            if raw.startswith('data: <hx-partial hx-target="#msg-2-body"') and len(events) > 30:
+            if raw.startswith('data: <hx-partial hx-target="#msg-2-tail"') and len(events) > 30:
                 stop = s.post(
                     live_server.url + message_url(only_conversation(app), 2, "stop"), headers=HX, timeout=5
                 )
@@ -133,7 +224,7 @@ def leave_after(response, text_events: int) -> None:
     """Read the stream until ``text_events`` batches of the reply arrived, then close the tab."""
     seen = 0
     for line in response.iter_lines(decode_unicode=True):
-        seen += line.startswith('data: <hx-partial hx-target="#msg-2-body"')
+        seen += line.startswith('data: <hx-partial hx-target="#msg-2-tail"')
         if seen >= text_events:
             break
     response.close()

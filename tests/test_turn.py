@@ -162,7 +162,7 @@ def test_stream_events_have_the_dom_contract(client, fake_openai):
     first = events[0]["data"]
     assert 'data-role="user"' in first and 'data-status="streaming"' in first
     assert 'id="msg-2-body"' in first and 'data-action="stop"' in first
-    texts = [e["data"] for e in events if 'hx-target="#msg-2-body"' in e["data"]]
+    texts = [e["data"] for e in events if 'hx-target="#msg-2-tail"' in e["data"]]
     assert texts, "the reply's text should arrive in its own events"
     last = events[-1]["data"]
     assert last.startswith('<hx-partial hx-target="#msg-2" hx-swap="outerHTML">')

@@ -7,7 +7,7 @@ tells the server whether the client is still there.
 
 from __future__ import annotations
 
-from markupsafe import escape
+from ..rendering import Update
 
 KEEPALIVE = ": keep-alive\n\n"
 
@@ -19,6 +19,14 @@ def event(html: str, name: str | None = None) -> str:
     return head + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
-def append_text(target_id: str, text: str) -> str:
-    """An event that appends escaped ``text`` to the element ``target_id``."""
-    return event(f'<hx-partial hx-target="#{target_id}" hx-swap="beforeend">{escape(text)}</hx-partial>')
+def markdown_update(tail_id: str, update: Update) -> str:
+    """A batch of a reply being written (``rendering.StreamingMarkdown``): its finished blocks go in
+    before the open tail ``tail_id``, and the tail's content is replaced, in one event (so both land
+    before the page is painted again: no frame shows a block twice). A keep-alive when nothing on
+    screen changes (text held back until the next batch), so a departed client is still noticed."""
+    parts = []
+    if update.done:
+        parts.append(f'<hx-partial hx-target="#{tail_id}" hx-swap="beforebegin">{update.done}</hx-partial>')
+    if update.tail is not None:
+        parts.append(f'<hx-partial hx-target="#{tail_id}" hx-swap="innerHTML">{update.tail}</hx-partial>')
+    return event("".join(parts)) if parts else KEEPALIVE

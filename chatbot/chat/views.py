@@ -33,6 +33,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from .. import ratelimit
 from ..llm import get_provider
 from ..models import Conversation, Message
+from ..rendering import StreamingMarkdown
 from . import bp, queries, replies, stream, turns, versions
 from .live import live_replies
 from .pump import Heartbeat
@@ -363,7 +364,8 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
         else {},
     )
     address = url_for("chat.show", public_id=turn.conversation.public_id)
-    body = f"msg-{turn.reply.id}-body"
+    tail = f"msg-{turn.reply.id}-tail"  # the open end of the reply's body (see _message.html)
+    rendered = StreamingMarkdown()  # each batch: the finished blocks once, the open one again
     live = live_replies(current_app)
     run = turns.run(turn, get_provider(current_app), settings(), live)  # (starts at its first next)
 
@@ -377,7 +379,7 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
                 yield stream.event(str(turn.reply.id), name="chatbot:forked")
             for item in run:
                 if isinstance(item, Delta):
-                    yield stream.append_text(body, item.text)
+                    yield stream.markdown_update(tail, rendered.feed(item.text))
                 elif isinstance(item, Heartbeat):
                     yield stream.KEEPALIVE
                 elif item.reply is not None:  # (None: the conversation was deleted meanwhile)

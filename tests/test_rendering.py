@@ -1,0 +1,210 @@
+"""Markdown rendering: a finished message rendered whole, and a reply rendered while it streams
+(``StreamingMarkdown``), which must end as the same HTML whatever the pieces it came in."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from chatbot import rendering
+from chatbot.rendering import StreamingMarkdown, render_markdown, render_streaming
+
+from .fake_openai import tokens
+
+TABLE = "| Setting | Where |\n| --- | --- |\n| Brightness | Display |\n| Refresh | General |\n"
+
+DOCUMENTS = {
+    "fence with blank lines": "Run this:\n\n```sh\nadb shell\n\n\nreboot\n```\n\nThen wait.\n",
+    "unclosed fence": "Code:\n\n```\nline one\n\nline two",
+    "list with blank lines": "Steps:\n\n- one\n- two\n\n- three\n\n  still three\n\nDone.",
+    "numbered from 3": "First part.\n\n3. three\n4. four\n\n5. five\n\nAnd **bold** end.",
+    "table": "Compare:\n\n" + TABLE + "\nThat is all.",
+    "table then text row": TABLE + "plain row\n\nafter\n",
+    "headings": "# Title\n\nIntro line\nSetext\n---\n\n## Part\ntext\n> quote\nlazy\n\n> other quote\n",
+    "reference link": "[help]: https://example.com/help\n\nSee [help] and [later].\n\n[later]: https://x.example\n\nend",
+    "indented code": "    code one\n\n    code two\n\npara",
+    "crlf": "one\r\ntwo\r\n\r\n- a\r\n- b\r\n\r\nend\r\n",
+    "emphasis and links": "Tap **Settings > Battery**, then [battery health](https://example.com/b) *now*.",
+}
+
+
+def feed_all(pieces: list[str]) -> str:
+    """The body's HTML at the end: the finished blocks, then the tail after ``finish``."""
+    md, done, tail = StreamingMarkdown(), "", ""
+    for update in [*map(md.feed, pieces), md.finish()]:
+        done += update.done
+        tail = tail if update.tail is None else update.tail
+    return done + tail
+
+
+def shown_after(pieces: list[str]) -> str:
+    """The body's HTML after these batches (the reply not finished yet)."""
+    md, done, tail = StreamingMarkdown(), "", ""
+    for piece in pieces:
+        update = md.feed(piece)
+        done += update.done
+        tail = tail if update.tail is None else update.tail
+    return done + tail
+
+
+def whole(text: str) -> str:
+    return str(render_markdown(text)).strip()
+
+
+def trimmed(html: str) -> str:
+    return html.strip()
+
+
+@pytest.mark.parametrize("text", DOCUMENTS.values(), ids=DOCUMENTS.keys())
+def test_any_split_ends_as_the_whole_render(text):
+    wanted = whole(text)
+    assert trimmed(feed_all(list(text))) == trimmed(wanted), "one character at a time"
+    assert trimmed(feed_all(tokens(text))) == trimmed(wanted), "as a model sends it"
+    for cut in range(1, len(text)):  # every split in two: mid-word, mid-marker, between \r and \n
+        assert trimmed(feed_all([text[:cut], text[cut:]])) == trimmed(wanted), cut
+    pick = random.Random(16)
+    for _ in range(200):
+        cuts = sorted(pick.sample(range(1, len(text)), pick.randint(1, min(30, len(text) - 1))))
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        assert trimmed(feed_all(pieces)) == trimmed(wanted), pieces
+
+
+@pytest.mark.parametrize("text", DOCUMENTS.values(), ids=DOCUMENTS.keys())
+def test_every_batch_shows_what_the_text_so_far_renders_to(text):
+    """Finished blocks plus the tail, after any batch, are the whole render of what is shown so
+    far: splitting never changes how a block looks."""
+    pieces = tokens(text)
+    for n in range(1, len(pieces) + 1):
+        so_far = "".join(pieces[:n]).replace("\r\n", "\n")
+        assert trimmed(shown_after(pieces[:n])) == trimmed(whole(rendering._shown(so_far))), so_far
+
+
+def test_a_block_is_finished_only_once_the_next_one_has_begun():
+    md = StreamingMarkdown()
+    assert md.feed("Intro.\n\n- a\n- b\n\n").done == "<p>Intro.</p>\n"
+    update = md.feed("- c\n\n")  # the list goes on (and becomes loose): not finished
+    assert update.done == ""
+    assert "<li>\n<p>c</p>" in update.tail
+    assert md.feed("1").done == ""  # (a line being written could still be "1. item")
+    update = md.feed("0 minutes later\n")  # a paragraph begins: the list can't change any more
+    assert update.done == "<ul>\n<li>\n<p>a</p>\n</li>\n<li>\n<p>b</p>\n</li>\n<li>\n<p>c</p>\n</li>\n</ul>\n"
+    assert update.tail == "<p>10 minutes later</p>"
+    assert md.feed("it works.").done == ""  # each finished block is sent once
+
+
+def test_a_fence_with_blank_lines_stays_open_until_it_closes():
+    md = StreamingMarkdown()
+    assert md.feed("Run:\n\n```\nadb shell\n\n").done == "<p>Run:</p>\n"  # (once the fence began)
+    update = md.feed("\nreboot\n")
+    assert update.done == "" and update.tail == "<pre><code>adb shell\n\n\nreboot\n</code></pre>"
+    update = md.feed("Text after the code\n")  # still inside the fence
+    assert update.done == "" and "Text after the code" in update.tail and "<pre><code>" in update.tail
+    assert md.feed("```\n\nThen").done == ""  # (a line being written could be anything yet)
+    update = md.feed(" reboot.\n")
+    assert update.done == "<pre><code>adb shell\n\n\nreboot\nText after the code\n</code></pre>\n"
+    assert update.tail == "<p>Then reboot.</p>"
+
+
+def test_an_ordered_list_keeps_its_number():
+    md = StreamingMarkdown()
+    md.feed("Next:\n\n3. three\n4. four\n\n")
+    assert md.feed("5. five\n\nok\n").done.startswith('<ol start="3">\n<li>\n<p>three</p>')
+
+
+@pytest.mark.parametrize(
+    ("so_far", "shown"),
+    [
+        ("Intro\n\n``", "<p>Intro</p>"),  # a fence marker being written
+        ("Intro\n\n```pyth", "<p>Intro</p>"),  # the fence's opening line
+        ("Intro\n\n#", "<p>Intro</p>"),  # a heading's marker alone
+        ("Intro\n-", "<p>Intro</p>"),  # not a setext heading for a moment
+        ("Open **Sett", "<p>Open</p>"),  # unclosed bold
+        ("Open **Settings** now", "<p>Open <strong>Settings</strong> now</p>"),
+        ("See [the guide](https://exa", "<p>See</p>"),  # unclosed link
+        ("Intro\n\n| Setting | Where |", "<p>Intro</p>"),  # a table's header row, perhaps
+        ("Intro\n\n| Setting | Where |\n", "<p>Intro</p>"),
+        ("Intro\n\n| Setting | Where |\n| --", "<p>Intro</p>"),
+        ("| a |\n| - |\n| 1", "<table>"),  # a table's rows show as they come
+        ("Intro\n\n| a |\nthen text", "<p>| a |\nthen text</p>"),  # not a table after all
+    ],
+)
+def test_what_would_flicker_waits_for_the_next_batch(so_far, shown):
+    for pieces in ([so_far], tokens(so_far)):
+        html = shown_after(pieces)
+        assert trimmed(shown) in trimmed(html), pieces
+        visible = re.sub(r"<[^>]+>", "", html)
+        assert not any(marker in visible for marker in ("**", "``", "##", "](", "| --")), visible
+
+
+def test_the_tail_is_sent_only_when_it_changes():
+    md = StreamingMarkdown()
+    assert md.feed("Hello").tail == "<p>Hello</p>"
+    assert md.feed(" **").tail is None  # held back: nothing new to show
+    assert md.feed("world**").tail == "<p>Hello <strong>world</strong></p>"
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(2)>",
+        "[click](javascript:alert(3))",
+        '<a href="javascript:alert(4)">x</a>',
+        "[x](http://a \"<hx-partial hx-target='#composer-error'>\")",
+        '</hx-partial><hx-partial hx-target="#composer-error" hx-swap="innerHTML">pwned</hx-partial>',
+    ],
+)
+def test_model_written_markup_is_sanitized_in_every_batch(attack):
+    text = (
+        f"Intro\n\n{attack}\n\n- {attack}\n\n| a |\n| - |\n| {attack} |\n\n```\n{attack}\n```\n\nend {attack}"
+    )
+    md = StreamingMarkdown()
+    for piece in [*tokens(text), ""]:
+        update = md.feed(piece)
+        for html in (update.done, update.tail or ""):
+            assert "<script" not in html and "<img" not in html and "<hx-" not in html and "</hx-" not in html
+            assert not re.search(r"<[^>]*\s(on\w+|href=\"javascript:)", html, re.I), html  # no live attribute
+
+
+def test_render_streaming_is_what_a_page_opened_mid_reply_shows():
+    update = render_streaming("## Steps\n\n- one\n- tw")
+    assert update.done == "<h2>Steps</h2>\n"
+    assert update.tail == "<ul>\n<li>one</li>\n<li>tw</li>\n</ul>"
+    assert render_streaming("").done == "" and render_streaming("").tail == ""
+
+
+def long_reply(words: int) -> str:
+    """A support answer of about ``words`` words: headings, paragraphs, lists, tables, code."""
+    parts, n, i = [], 0, 0
+    while n < words:
+        section = (
+            f"## Step {i}\n\n" + "Check the battery and the charger before anything else. " * 6 + "\n\n"
+            + "".join(f"- Item {k} of step {i}: turn it off and on again.\n" for k in range(5)) + "\n"
+            + TABLE + "\n```\n" + "".join(f"adb shell setting {k}\n" for k in range(4)) + "```\n\n"
+        )  # fmt: skip
+        parts.append(section)
+        n += len(section.split())
+        i += 1
+    return "".join(parts)
+
+
+def test_the_work_per_batch_does_not_grow_with_the_reply(monkeypatch):
+    """Each batch parses only the text after the last finished block (what its cost grows with:
+    bench/stream_markdown.py times it): at the end of a 2,000-word reply no more than at its
+    start, where rendering the whole text every batch would parse all of it."""
+    text = long_reply(2000)
+    assert len(text.split()) >= 2000
+    wanted = whole(text)
+    parsed: list[int] = []
+    parse = rendering._md.parse
+    monkeypatch.setattr(
+        rendering._md, "parse", lambda src, env=None: parsed.append(len(src)) or parse(src, env)
+    )
+    pieces = tokens(text)
+    html = feed_all(["".join(pieces[i : i + 5]) for i in range(0, len(pieces), 5)])
+    assert trimmed(html) == trimmed(wanted)
+    tenth = len(parsed) // 10
+    assert max(parsed) < 500 < len(text) / 15  # the largest block and a batch, never the whole reply
+    assert max(parsed[-tenth:]) <= max(parsed[:tenth]) + 50  # no more at the end than at the start
