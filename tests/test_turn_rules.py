@@ -979,3 +979,26 @@ def test_a_retry_counts_against_the_live_replies_cap_too(make_app):
             turns.begin_retry(env.conversation(failed), failed.reply.id, env.settings)
         assert refused.value.status == 429
         assert row(app, failed.reply.id).status == "error"  # untouched, still retryable
+
+
+@pytest.mark.sqlite_only
+def test_a_turn_whose_conversation_was_deleted_never_writes_a_row_that_got_its_id_back(make_app):
+    """SQLite gives a deleted row's id to the next insert: the fence names the turn itself (its
+    token), not only the reply's id and attempt, so the old turn can't write the new reply."""
+    from chatbot.chat.conversations import delete_conversations
+
+    app = make_app()
+    with app.app_context():
+        env = Env(app)
+        first = env.begin("the first customer's question")
+        first.lease.parts.append("the first customer's private answer")
+        delete_conversations([first.conversation.id])
+        second = env.begin("another customer's question")
+        assert (second.reply.id, second.lease.attempt) == (first.reply.id, first.lease.attempt)
+        # the first turn ends, ticks and saves as if its reply were still there
+        with db.engine.begin() as conn:
+            assert replies.tick(conn, first.lease, 30.0) is None
+        assert replies.finish(first.lease, "complete", {}, give_up_after=1.0) is replies.Saved.LOST
+    reply = row(app, second.reply.id)
+    assert reply.status == "streaming" and reply.content == ""
+    assert reply.conversation_id == second.conversation.id

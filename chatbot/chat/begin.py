@@ -330,6 +330,7 @@ def _insert_turn(
                 "Please start a new conversation."
             )
         ref = ConversationRef(conversation.id, conversation.public_id, title)
+    token = holder.new_token()
     if fork is not None:
         conn.execute(_SET_ASIDE, {"in_conversation": ref.id, "replaced": fork.replaced})
     user: MessageRecord | None = None
@@ -345,7 +346,7 @@ def _insert_turn(
             "conversation_id": ref.id,
             "now": now,
             "lease": settings.lease_seconds,
-            "holder": holder.this_process(),
+            "holder": token,
             "owner": owner,
             "max_live": settings.max_live,
             "parent_id": parent_id,
@@ -358,7 +359,7 @@ def _insert_turn(
     return Turn(
         conversation=ref,
         reply=MessageRecord(reply_id, ref.id, "", False, Status.STREAMING.value, now, parent_id=parent_id),
-        lease=replies.Lease(reply_id, 1, ref.id),
+        lease=replies.Lease(reply_id, 1, ref.id, token),
         user_message=user,
         created=conversation is None,
         replaced=fork.replaced if fork is not None else None,
@@ -379,14 +380,20 @@ def begin_retry(conversation: Conversation, message_id: int, settings: Settings)
         raise TurnRefused("Only the latest reply can be retried.", 409)
     now = utcnow()
     replies.lock_owner(conversation.owner)
-    attempt = replies.claim_for_retry(
-        conversation.id, message_id, settings.lease_seconds, now, conversation.owner, settings.max_live
+    token = holder.new_token()
+    claim = (
+        conversation.id,
+        message_id,
+        settings.lease_seconds,
+        now,
+        conversation.owner,
+        settings.max_live,
+        token,
     )
+    attempt = replies.claim_for_retry(*claim)
     if attempt is None and replies.sweep(conversation.id):  # its writer here had died: claim it now
         replies.lock_owner(conversation.owner)
-        attempt = replies.claim_for_retry(
-            conversation.id, message_id, settings.lease_seconds, now, conversation.owner, settings.max_live
-        )
+        attempt = replies.claim_for_retry(*claim)
     if attempt is None:
         if replies.live_count(conversation.owner) >= settings.max_live:
             raise TurnRefused(_too_many_live(settings), 429)
@@ -398,5 +405,5 @@ def begin_retry(conversation: Conversation, message_id: int, settings: Settings)
         reply=MessageRecord(
             message_id, conversation.id, "", False, Status.STREAMING.value, now, parent_id=last.parent_id
         ),
-        lease=replies.Lease(message_id, attempt, conversation.id),
+        lease=replies.Lease(message_id, attempt, conversation.id, token),
     )

@@ -12,6 +12,7 @@ known here and the lease decides.
 from __future__ import annotations
 
 import os
+import secrets
 from functools import cache
 
 
@@ -56,11 +57,18 @@ def this_process() -> str | None:
     return _mine[1]
 
 
+def new_token() -> str:
+    """A turn's own name for the reply it writes: this process, and a random part that no other
+    turn shares. It is part of the reply's fence, so a turn can never write a row that merely
+    got its reply's id back (SQLite reuses the ids of deleted rows)."""
+    return f"{this_process() or ''}#{secrets.token_hex(8)}"
+
+
 def gone(holder: str | None) -> bool:
     """True only when ``holder`` was a process of this machine and namespace that has ended."""
     if not holder:
         return False
-    place, pid, started = _split(holder)
+    place, pid, started = _split(holder.split("#", 1)[0])
     if place is None or place != _machine():
         return False
     return _started(pid) != started

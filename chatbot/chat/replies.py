@@ -46,10 +46,11 @@ class Saved(enum.Enum):
 class Lease:
     """A running turn's hold on its reply; ``cancel`` ends the turn early, whoever calls it."""
 
-    def __init__(self, reply_id: int, attempt: int, conversation_id: int):
+    def __init__(self, reply_id: int, attempt: int, conversation_id: int, token: str = ""):
         self.reply_id = reply_id
         self.attempt = attempt
         self.conversation_id = conversation_id
+        self.token = token  # the reply row's lease_holder, as this turn wrote it (holder.new_token)
         self.parts: list[str] = []  # the text so far: the turn appends, the ticker reads
         self.ended: str | None = None  # why the turn must end early (STOPPED, CLIENT_GONE, LOST)
         self.saving = False  # the turn is saving the reply: a tick that misses it means nothing
@@ -77,14 +78,19 @@ class Lease:
             callback()
         return True
 
-    def fence(self) -> dict[str, int]:
-        return {"reply_id": self.reply_id, "fence_attempt": self.attempt}
+    def fence(self) -> dict[str, int | str]:
+        return {"reply_id": self.reply_id, "fence_attempt": self.attempt, "fence_token": self.token}
 
 
 # --- statements (built once; the turn's path pays for SQLite, not for building SQL) ------------
 
 _m = Message.__table__.c
-_FENCED = and_(_m.id == bindparam("reply_id"), _m.attempt == bindparam("fence_attempt"), _m.status.in_(LIVE))
+_FENCED = and_(
+    _m.id == bindparam("reply_id"),
+    _m.attempt == bindparam("fence_attempt"),
+    _m.lease_holder == bindparam("fence_token"),
+    _m.status.in_(LIVE),
+)
 _TICK = (
     update(Message.__table__)
     .where(_FENCED)
@@ -181,7 +187,13 @@ def live_count(owner: str) -> int:
 
 
 def claim_for_retry(
-    conversation_id: int, message_id: int, lease_seconds: float, now: datetime, owner: str, max_live: int
+    conversation_id: int,
+    message_id: int,
+    lease_seconds: float,
+    now: datetime,
+    owner: str,
+    max_live: int,
+    token: str,
 ) -> int | None:
     """Take a failed, interrupted or abandoned reply for a new attempt; returns the attempt, or
     None when it is not waiting for a retry (complete, or still live with its lease running), or
@@ -206,7 +218,7 @@ def claim_for_retry(
                 timestamp=now,
                 attempt=m.attempt + 1,
                 lease_until=db_clock() + lease_seconds,
-                lease_holder=holder.this_process(),
+                lease_holder=token,
             )
             .returning(m.attempt),
             {"owner": owner},
