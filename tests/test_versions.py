@@ -211,3 +211,66 @@ def test_without_javascript_edit_opens_an_editor_inside_the_message(client, app,
     response = switch(client, cid, fixed, q1, htmx=False)
     assert response.status_code == 303 and response.headers["Location"].endswith(f"#msg-{q1}")
     assert shown(client, cid) == ["q1 with a typo", "a1"]
+
+
+def shown_path_is_a_chain(app, cid_db: int) -> bool:
+    """Every shown message follows the shown message before it: one unbroken path."""
+    rows = [m for m in all_messages(app) if m.conversation_id == cid_db and m.shown]
+    return all(m.parent_id == (rows[i - 1].id if i else None) for i, m in enumerate(rows))
+
+
+def test_two_switches_at_once_leave_one_whole_path(live_server, app, fake_openai):
+    """Two tabs switch two messages of one conversation at the same moment: they take turns, and
+    the conversation shows one unbroken path (never an answer without its question)."""
+    import threading
+
+    import requests
+
+    fake_openai.will(Reply("a1"), Reply("q1 edited answer"), Reply("a2"), Reply("a2 v2"))
+    with requests.Session() as tab:
+        first = tab.post(live_server.url + "/c", data={"content": "q1"}, headers=HX).text
+        cid = next(e["data"] for e in parse_sse(first) if e["event"] == "chatbot:navigate").rsplit("/", 1)[1]
+        q1 = ids(app)["q1"]
+        tab.post(
+            live_server.url + post_url(cid),
+            data={"content": "", "edit": str(q1), "edit_content": "q1 v2"},
+            headers=HX,
+        )
+        tab.post(live_server.url + post_url(cid), data={"content": "q2"}, headers=HX)
+        a2 = ids(app)["a2"]
+        tab.post(live_server.url + post_url(cid), data={"content": "", "regenerate": str(a2)}, headers=HX)
+        cid_db = all_messages(app)[0].conversation_id
+        for _ in range(5):
+            m = ids(app)
+            # both tabs see q1 v2 ... a2 v2 and switch one message each, at once
+            tab.post(
+                live_server.url + message_url(cid, m["q1"], "version"),
+                data={"to": str(m["q1 v2"])},
+                headers=HX,
+            )
+            tab.post(
+                live_server.url + message_url(cid, m["a2"], "version"),
+                data={"to": str(m["a2 v2"])},
+                headers=HX,
+            )
+            assert shown_path_is_a_chain(app, cid_db)
+            together = threading.Barrier(2)
+            statuses = []
+
+            def switch_at_once(message: int, to: int) -> None:
+                together.wait()
+                url = live_server.url + message_url(cid, message, "version")
+                statuses.append(tab.post(url, data={"to": str(to)}, headers=HX).status_code)
+
+            threads = [
+                threading.Thread(target=switch_at_once, args=(m["q1 v2"], m["q1"])),
+                threading.Thread(target=switch_at_once, args=(m["a2 v2"], m["a2"])),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            assert 200 in statuses and all(s in (200, 409) for s in statuses), statuses
+            assert shown_path_is_a_chain(app, cid_db), [
+                (x.id, x.parent_id, x.content) for x in all_messages(app) if x.shown
+            ]
