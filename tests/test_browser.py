@@ -851,3 +851,34 @@ def test_markup_the_model_writes_never_becomes_live_while_it_streams(chat, fake_
     expect(page.locator("#composer-error")).to_have_text("")
     assert dialogs == []
     assert_no_js_errors(page)
+
+
+def test_one_editor_at_a_time_nothing_queued_behind_a_reply_and_offline_clicks_say_so(chat, fake_openai):
+    page = chat
+    fake_openai.will(Reply("a1"), Reply("a2"), Reply(WHOLE_REPLY, token_delay=0.05))
+    send_with_enter(page, "q1")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    send_with_enter(page, "q2")
+    expect(page.locator(ASSISTANT).nth(1)).to_have_attribute("data-status", "complete")
+    # two editors opened one after the other: only the second stays, and it sends its own text
+    page.locator(USER).nth(0).locator('[data-action="edit"]').click()
+    page.locator(USER).nth(0).locator('textarea[name="edit_content"]').fill("half-typed, abandoned")
+    page.locator(USER).nth(1).locator('[data-action="edit"]').click()
+    expect(page.locator('textarea[name="edit_content"]')).to_have_count(1)
+    expect(page.locator(USER).nth(0).locator(".message-body")).to_be_visible()
+    # while a reply streams, an edit's Send is refused at once, not queued until the reply ends
+    send_with_enter(page, "a long one")
+    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "streaming")
+    page.locator(USER).nth(0).locator('[data-action="edit"]').click()
+    page.locator('textarea[name="edit_content"]').fill("q1 changed mid-reply")
+    page.locator('[data-action="edit-send"]').click()
+    expect(page.locator("#composer-error")).to_contain_text("wait for the reply to finish")
+    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete", timeout=15_000)
+    page.wait_for_timeout(500)
+    assert len(fake_openai.requests) == 3  # nothing went off when the reply ended
+    # offline, a rating says it didn't reach the server
+    page.locator(ASSISTANT).last.hover()
+    page.context.set_offline(True)
+    page.locator(ASSISTANT).last.locator('[data-action="feedback-up"]').click()
+    expect(page.locator("#composer-error")).to_contain_text("offline")
+    page.context.set_offline(False)

@@ -257,7 +257,7 @@ def test_two_switches_at_once_leave_one_whole_path(live_server, app, fake_openai
             together = threading.Barrier(2)
             statuses = []
 
-            def switch_at_once(message: int, to: int) -> None:
+            def switch_at_once(message: int, to: int, together=together, statuses=statuses) -> None:
                 together.wait()
                 url = live_server.url + message_url(cid, message, "version")
                 statuses.append(tab.post(url, data={"to": str(to)}, headers=HX).status_code)
@@ -274,3 +274,89 @@ def test_two_switches_at_once_leave_one_whole_path(live_server, app, fake_openai
             assert shown_path_is_a_chain(app, cid_db), [
                 (x.id, x.parent_id, x.content) for x in all_messages(app) if x.shown
             ]
+
+
+def test_a_page_whose_last_message_another_tab_set_aside_cannot_continue_out_of_sight(
+    client, app, fake_openai
+):
+    fake_openai.will(Reply("a1"), Reply("a1 for Samsung"))
+    cid = conversation_id_from(send(client, "I have an iPhone"))
+    q1 = ids(app)["I have an iPhone"]
+    post(client, cid, edit=str(q1), edit_content="I have a Samsung Galaxy")  # tab A
+    samsung_answer = ids(app)["a1 for Samsung"]
+    switch(client, cid, ids(app)["I have a Samsung Galaxy"], q1)  # tab B goes back to the iPhone
+    # tab A still shows the Samsung branch and sends: refused, nothing saved, no model call
+    refused = post(client, cid, content="how do I check battery health?", after=str(samsung_answer))
+    assert refused.status_code == 409 and "changed in another tab" in refused.get_data(as_text=True)
+    assert len(fake_openai.requests) == 2 and "how do I check battery health?" not in ids(app)
+    # a page that shows the conversation as it is goes on
+    assert (
+        post(client, cid, content="how do I check battery health?", after=str(ids(app)["a1"])).status_code
+        == 200
+    )
+    assert [c for _, c in model_saw(fake_openai.requests[2])[1:]] == [
+        "I have an iPhone",
+        "a1",
+        "how do I check battery health?",
+    ]
+
+
+def test_a_stopped_answer_is_regenerated_as_a_new_version_not_retried_over(client, app, fake_openai):
+    fake_openai.will(Reply("a1"), Reply("a1, again"))
+    cid = conversation_id_from(send(client, "q1"))
+    a1 = ids(app)["a1"]
+    set_reply(app, a1, status="interrupted", meta={"finish_reason": "stopped"})
+    page = client.get(f"/c/{cid}").get_data(as_text=True)
+    assert f'name="regenerate" value="{a1}"' in page and 'data-action="retry"' not in page
+    post(client, cid, regenerate=str(a1))
+    assert shown(client, cid) == ["q1", "a1, again"]
+    switch(client, cid, ids(app)["a1, again"], a1)
+    assert shown(client, cid) == ["q1", "a1"]  # what the customer had read is kept
+
+
+def test_editing_the_first_message_retitles_the_conversation_unless_it_was_renamed(client, app, fake_openai):
+    from .helpers import all_conversations
+
+    fake_openai.will(Reply("a1"), Reply("a1 again"), Reply("a2"), Reply("a3"))
+    cid = conversation_id_from(send(client, "my ipone wont charge"))
+    q1 = ids(app)["my ipone wont charge"]
+    response = post(client, cid, edit=str(q1), edit_content="My iPhone 15 is not charging")
+    assert 'hx-target="#conversation-title"' in response.get_data(as_text=True)
+    assert all_conversations(app)[0].title == "My iPhone 15 is not charging"
+    send(client, "second question", cid)
+    post(client, cid, edit=str(ids(app)["second question"]), edit_content="second, edited")
+    assert all_conversations(app)[0].title == "My iPhone 15 is not charging"  # only the first counts
+
+
+def test_without_javascript_a_refused_edit_keeps_the_composers_draft(client, app, fake_openai):
+    cid = conversation_id_from(send(client, "q1"))
+    q1 = ids(app)["q1"]
+    page = client.post(
+        post_url(cid), data={"content": "my unsent draft", "edit": str(q1), "edit_content": " "}
+    )
+    assert page.status_code == 422
+    assert re.search(
+        r'<textarea id="composer-input"[^>]*>my unsent draft</textarea>', page.get_data(as_text=True)
+    )
+
+
+def test_a_switch_gives_back_the_list_as_long_as_the_page_had_it(app_factory, fake_openai, openai_config):
+    app = app_factory(**openai_config, PAGE_MESSAGES=4)
+    client = app.test_client()
+    fake_openai.will(*[Reply(f"a{i}") for i in range(1, 5)], Reply("a1 again"))
+    cid = conversation_id_from(send(client, "q1"))
+    for i in range(2, 5):
+        send(client, f"q{i}", cid)
+    q1 = ids(app)["q1"]
+    post(client, cid, edit=str(q1), edit_content="q1 v2")
+    # the page had loaded every message ("Show earlier"); it switches the first one back
+    listed = switch_from(client, cid, ids(app)["q1 v2"], q1, first_shown=ids(app)["q1 v2"])
+    bodies = re.findall(r'id="msg-(\d+)"', listed)
+    assert str(q1) in bodies and len(bodies) == 8  # all of q1..a4, not just the newest page
+    assert "Show earlier messages" not in listed
+
+
+def switch_from(client, cid: str, message_id: int, to: int, first_shown: int) -> str:
+    return client.post(
+        message_url(cid, message_id, "version"), data={"to": str(to), "from": str(first_shown)}, headers=HX
+    ).get_data(as_text=True)

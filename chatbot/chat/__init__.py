@@ -21,6 +21,7 @@ def inject_assistant() -> dict[str, Any]:
         "reply_notice": replies.notice,
         "can_retry": replies.can_retry,
         "can_rate": replies.can_rate,
+        "can_regenerate": replies.can_regenerate,
         "support_contact": current_app.config.get("SUPPORT_CONTACT"),
     }
 

@@ -34,6 +34,7 @@ BUSY = (
     "The assistant is still answering in this conversation. "
     "Wait for the reply to finish, or stop it, then send again."
 )
+STALE = "This conversation changed in another tab or window. Please reload the page to see it as it is now."
 
 
 class TurnRefused(Exception):
@@ -97,6 +98,7 @@ class Fork:
 
     replaced: int
     parent_id: int | None
+    retitle: bool = False  # the conversation's title is taken from the new version
 
 
 # --- starting a turn -----------------------------------------------------------------------
@@ -236,12 +238,25 @@ def begin_edit(conversation: Conversation, message_id: int, content: str | None,
     """A new version of one of the customer's shown messages, and a reply to it: the earlier
     version and the conversation that followed it are kept, set aside."""
     edited = queries.message_in(conversation, message_id)
-    if edited is None or not edited.is_user or not edited.shown:
+    if edited is None or not edited.is_user:
         raise TurnRefused("Only a message of yours in this conversation can be edited.", 409)
+    if not edited.shown:
+        raise TurnRefused(STALE, 409)
     text = clean_content(content, settings.max_chars)
+    # the conversation's title came from its first message: it follows that message's edit
+    retitle = edited.parent_id is None and conversation.title == title_from(edited.content)
     return _insert_with_sweep(
-        conversation.owner, conversation, text, settings, Fork(edited.id, edited.parent_id)
+        conversation.owner, conversation, text, settings, Fork(edited.id, edited.parent_id, retitle)
     )
+
+
+def check_current(conversation: Conversation, last_seen: int) -> None:
+    """Refuse a message from a page whose last message another tab has since set aside (an edit,
+    a version switch): it would follow a conversation the page doesn't show. (A conversation that
+    only grew meanwhile goes on: the page's messages are all still in it.)"""
+    seen = queries.message_in(conversation, last_seen)
+    if seen is None or not seen.shown:
+        raise TurnRefused(STALE, 409)
 
 
 def begin_regenerate(conversation: Conversation, reply_id: int, settings: Settings) -> Turn:
@@ -312,7 +327,8 @@ def _insert_turn(
             )
         ref = ConversationRef(cid, ref.public_id, ref.title)
     else:
-        title = title_from(text) if text and conversation.title == DEFAULT_TITLE else conversation.title
+        retitle = conversation.title == DEFAULT_TITLE or (fork is not None and fork.retitle)
+        title = title_from(text) if text and retitle else conversation.title
         room = conn.execute(
             _TOUCH_WITH_ROOM,
             {

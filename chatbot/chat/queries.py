@@ -75,6 +75,25 @@ def messages_of(
     return rows, has_more
 
 
+def messages_since(
+    conversation: Conversation, since_id: int, limit: int = 5000
+) -> tuple[list[Message], bool]:
+    """The shown messages from ``since_id`` on (at most ``limit``, the newest), oldest first, and
+    whether older exist: the list as a page that loaded earlier messages has it."""
+    query = select(Message).where(
+        Message.conversation_id == conversation.id, Message.shown, Message.id >= since_id
+    )
+    rows = list(db.session.execute(query.order_by(Message.id.desc()).limit(limit)).scalars())
+    rows.reverse()
+    first = rows[0].id if rows else since_id
+    older = db.session.execute(
+        select(Message.id)
+        .where(Message.conversation_id == conversation.id, Message.shown, Message.id < first)
+        .limit(1)
+    ).scalar()
+    return rows, older is not None
+
+
 def conversations_with_counts(updated_before: datetime | None = None) -> list[tuple[Conversation, int]]:
     """Every conversation with its number of messages, most recently updated first."""
     counts = (

@@ -331,6 +331,22 @@ def can_retry(message: Shown) -> bool:
     return bool((message.meta or {}).get("retryable", True))
 
 
+class Answer(Shown, Protocol):
+    is_user: bool
+    content: str
+
+
+def can_regenerate(message: Answer) -> bool:
+    """A finished answer can be asked for again as a new version (the current one kept): a
+    complete one, or one the customer stopped (Retry would replace what they had read)."""
+    if message.is_user or not message.content:
+        return False
+    status = shown_status(message)
+    return status == Status.COMPLETE or (
+        status == Status.INTERRUPTED and (message.meta or {}).get("finish_reason") == STOPPED
+    )
+
+
 def notice(message: Shown) -> str | None:
     """The one line under a reply that says how it ended, when that is not simply "complete"."""
     meta = message.meta or {}

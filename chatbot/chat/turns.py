@@ -32,6 +32,7 @@ from .begin import (
     begin_regenerate,
     begin_retry,
     begin_turn,
+    check_current,
     clean_content,
 )
 from .live import LiveReplies
@@ -48,6 +49,7 @@ __all__ = [
     "begin_regenerate",
     "begin_retry",
     "begin_turn",
+    "check_current",
     "clean_content",
     "run",
 ]

@@ -15,10 +15,9 @@ from sqlalchemy import select, text, update
 from ..extensions import db
 from ..models import LIVE, Conversation, Message
 from . import replies
-from .begin import BUSY, TurnRefused
+from .begin import BUSY, STALE, TurnRefused
 
 _m = Message
-STALE = "This conversation changed in another tab or window. Please reload the page to see it as it is now."
 
 # Down from the chosen version, the newest continuation at each step (a recursive query: one
 # statement for a path of any length).

@@ -223,7 +223,10 @@ def _turn(conversation: Conversation | None) -> Any:
     retry, regenerate = request.form.get("retry"), request.form.get("regenerate")
     edit = request.form.get("edit") or None
     editing = None
+    last_seen = _id(request.form.get("after"))  # the last message the page shows
     try:
+        if conversation is not None and last_seen is not None:
+            turns.check_current(conversation, last_seen)
         if retry is not None or regenerate is not None or edit is not None:
             target = _id(retry if retry is not None else regenerate if regenerate is not None else edit)
             if conversation is None or target is None:
@@ -244,7 +247,7 @@ def _turn(conversation: Conversation | None) -> Any:
         return render_chat(
             conversation,
             error=refused.message,
-            draft="" if editing else content,
+            draft=request.form.get("content", ""),
             status=refused.status,
             editing=editing,
             edit_draft=content if editing else None,
@@ -308,7 +311,12 @@ def version(public_id: str, message_id: int) -> Any:
         abort(refused.status, description=refused.message)
     if not is_htmx():
         return redirect(url_for("chat.show", public_id=public_id) + f"#msg-{target}", 303)
-    messages, has_more = queries.messages_of(conversation, None, current_app.config["PAGE_MESSAGES"])
+    # the list as the page had it (from its first message shown, "Show earlier" included)
+    since = _id(request.form.get("from"))
+    if since is not None:
+        messages, has_more = queries.messages_since(conversation, min(since, target))
+    else:
+        messages, has_more = queries.messages_of(conversation, None, current_app.config["PAGE_MESSAGES"])
     return render_template(
         "chat/_earlier.html",
         conversation=conversation,

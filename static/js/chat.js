@@ -68,7 +68,23 @@
   });
 
   // Retry and Regenerate buttons submit this form too; they must not wipe what the user is typing.
+  const afterField = document.getElementById("composer-after");
+  const lastShown = () => {
+    const articles = messages.querySelectorAll("article[data-message-id]");
+    return articles.length ? articles[articles.length - 1].dataset.messageId : "";
+  };
   form.addEventListener("submit", (e) => {
+    // one request at a time: a Send, Retry, Regenerate or edit pressed while a reply is being
+    // written would otherwise wait and go off when it ends
+    if (form.classList.contains("htmx-request")) {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      if (errorBox) errorBox.textContent = "Please wait for the reply to finish, or stop it, then send again.";
+      return;
+    }
+    // the last message this page shows: if another tab changed the conversation meanwhile, the
+    // server says so rather than continue it out of sight
+    if (afterField) afterField.value = lastShown();
     const retry = e.submitter && ["retry", "regenerate", "edit"].includes(e.submitter.name) ? e.submitter : null;
     if (retry && retry.dataset.sent) {  // a double click must not ask twice
       e.preventDefault();
@@ -93,6 +109,10 @@
   };
   const openEditor = (article) => {
     if (article.querySelector(".message-editor")) return;
+    messages.querySelectorAll(".message-editor").forEach((other) => {  // one editor at a time
+      other.closest("article").querySelector(".message-body").hidden = false;
+      other.remove();
+    });
     const body = article.querySelector(".message-body");
     const source = article.querySelector(".message-source");
     const id = article.dataset.messageId;
@@ -171,6 +191,9 @@
   messages.addEventListener("click", (e) => {
     const button = e.target.closest && e.target.closest('[data-action^="version-"]');
     if (!button || button.disabled) return;
+    const from = button.form && button.form.querySelector('input[name="from"]');
+    const first = messages.querySelector("article[data-message-id]");
+    if (from && first) from.value = first.dataset.messageId;  // the list comes back as long as it is
     versionAnchor = {
       id: "msg-" + button.value,
       action: button.dataset.action,
@@ -203,6 +226,17 @@
     errorBox.textContent = navigator.onLine
       ? "We couldn't reach the server. Your message is still here: please send it again in a moment."
       : "You're offline. Your message is still here: send it again once you're back online.";
+  });
+
+  // Any other request that never reached the server (a rating, a version switch, Stop): say so
+  // in the composer's line rather than nothing happening.
+  document.addEventListener("htmx:error", (e) => {
+    const ctx = e.detail && e.detail.ctx;
+    if (!errorBox || (ctx && ctx.response) || e.target === form) return;
+    if (e.target && e.target.closest && e.target.closest("article[data-reconnecting]")) return;
+    errorBox.textContent = navigator.onLine
+      ? "We couldn't reach the server. Please try again in a moment."
+      : "You're offline. Please try again once you're back online.";
   });
 
   // The stream broke before its last event (the network, a restart): the reply it was writing
