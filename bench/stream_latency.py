@@ -92,7 +92,7 @@ def main() -> None:
             try:
                 requests.get(base + "/", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # (a worker still booting)
                 time.sleep(0.1)
         session = requests.Session()
         token = csrf_token(session.get(base + "/").text)
