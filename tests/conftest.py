@@ -114,8 +114,24 @@ def make_app(tmp_path: Path, monkeypatch, **config):
 
 @pytest.fixture
 def app_factory(tmp_path, monkeypatch):
-    """Build an app on this test's database with extra config (e.g. another instance)."""
-    return lambda **config: make_app(tmp_path, monkeypatch, **config)
+    """Build an app on this test's database with extra config (e.g. another instance). Its
+    connections are closed after the test: a whole run's worth of pools left open would use up
+    PostgreSQL's connection slots."""
+    from chatbot.chat.live import live_replies
+    from chatbot.extensions import db
+
+    built = []
+
+    def build(**config):
+        app = make_app(tmp_path, monkeypatch, **config)
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        live_replies(app).close()
+        with app.app_context():
+            db.engine.dispose()
 
 
 @pytest.fixture
