@@ -866,14 +866,18 @@ def test_one_editor_at_a_time_nothing_queued_behind_a_reply_and_offline_clicks_s
     page.locator(USER).nth(1).locator('[data-action="edit"]').click()
     expect(page.locator('textarea[name="edit_content"]')).to_have_count(1)
     expect(page.locator(USER).nth(0).locator(".message-body")).to_be_visible()
-    # while a reply streams, an edit's Send is refused at once, not queued until the reply ends
+    # while a reply streams, an edit can't be sent (Enter says why): nothing is queued until the
+    # reply ends
     send_with_enter(page, "a long one")
     expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "streaming")
     page.locator(USER).nth(0).locator('[data-action="edit"]').click()
-    page.locator('textarea[name="edit_content"]').fill("q1 changed mid-reply")
-    page.locator('[data-action="edit-send"]').click()
+    editor = page.locator('textarea[name="edit_content"]')
+    editor.fill("q1 changed mid-reply")
+    expect(page.locator('[data-action="edit-send"]')).to_be_disabled()
+    editor.press("Enter")
     expect(page.locator("#composer-error")).to_contain_text("wait for the reply to finish")
     expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete", timeout=15_000)
+    expect(page.locator('[data-action="edit-send"]')).to_be_enabled()
     page.wait_for_timeout(500)
     assert len(fake_openai.requests) == 3  # nothing went off when the reply ended
     # offline, a rating says it didn't reach the server
@@ -882,3 +886,50 @@ def test_one_editor_at_a_time_nothing_queued_behind_a_reply_and_offline_clicks_s
     page.locator(ASSISTANT).last.locator('[data-action="feedback-up"]').click()
     expect(page.locator("#composer-error")).to_contain_text("offline")
     page.context.set_offline(False)
+
+
+def test_the_sidebar_switches_conversations_in_place_with_back_forward_and_reload(chat, fake_openai):
+    page = chat
+    fake_openai.will(Reply("About the battery."), Reply("About the screen."), Reply("More on the battery."))
+    send_with_enter(page, "Battery drains fast")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    first_url = page.url
+    page.locator('[data-action="new-conversation"]').click()
+    expect(page.locator(ASSISTANT)).to_have_count(0)
+    expect(page.locator('[data-action="new-conversation"]')).to_be_hidden()  # (an empty chat)
+    page.evaluate("window.__marker = 'no reload'")
+    send_with_enter(page, "Cracked screen")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    second_url = page.url
+    rows = page.locator("#conversations a[data-conversation-id]")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("Cracked screen")  # the newest at the top
+    expect(rows.first).to_have_attribute("aria-current", "page")
+    expect(page).to_have_title(re.compile("^Cracked screen"))
+
+    rows.nth(1).click()  # the older one, swapped in place: the address follows, no reload
+    expect(page).to_have_url(first_url)
+    expect(page.locator(ASSISTANT)).to_contain_text("About the battery.")
+    expect(page).to_have_title(re.compile("^Battery drains fast"))
+    expect(page.locator('#conversations a[aria-current="page"]')).to_contain_text("Battery drains fast")
+    assert page.evaluate("window.__marker") == "no reload"
+    # the chat works in the conversation swapped in, and it moves to the top of the list
+    send_with_enter(page, "Still draining")
+    expect(page.locator(ASSISTANT).last).to_contain_text("More on the battery.")
+    expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete")
+    expect(rows.first).to_contain_text("Battery drains fast")
+    expect(rows).to_have_count(2)
+    assert [m["content"] for m in fake_openai.requests[2].json["messages"][1:]] == [
+        "Battery drains fast",
+        "About the battery.",
+        "Still draining",
+    ]
+    page.go_back()
+    expect(page).to_have_url(second_url)
+    expect(page.locator(ASSISTANT)).to_contain_text("About the screen.")
+    page.go_forward()
+    expect(page).to_have_url(first_url)
+    expect(page.locator(ASSISTANT).last).to_contain_text("More on the battery.")
+    page.reload()
+    expect(page.locator('#conversations a[aria-current="page"]')).to_contain_text("Battery drains fast")
+    assert_no_js_errors(page)

@@ -101,7 +101,11 @@ def test_new_conversation_clears_the_page_and_keeps_the_old_one(client, app, fak
     response = client.post("/new")
     assert response.status_code == 303
     home = client.get("/").get_data(as_text=True)
-    assert "First conversation" not in home
+    chat = home.split('id="chat"', 1)[1]
+    assert "First conversation" not in chat  # an empty chat...
+    assert (
+        f'href="/c/{cid}" data-conversation-id' in home.split('id="chat"', 1)[0]
+    )  # ...the old one in the list
     assert 'data-action="new-conversation"' in home
     assert "First conversation" in client.get(f"/c/{cid}").get_data(as_text=True)
     send(client, "Second conversation")

@@ -94,6 +94,33 @@ def messages_since(
     return rows, older is not None
 
 
+def conversation_page(
+    owner: str | None, after: tuple[datetime, int] | None = None, limit: int = 50
+) -> tuple[list[Conversation], tuple[datetime, int] | None]:
+    """The owner's conversations, most recently updated first, ``limit`` at a time; ``after``
+    (updated_at, id) of the last one already listed. Returns the page and the next page's
+    ``after`` (None at the end)."""
+    if not owner:
+        return [], None
+    query = select(Conversation).where(Conversation.owner == owner)
+    if after is not None:
+        updated_at, cid = after
+        query = query.where(
+            or_(
+                Conversation.updated_at < updated_at,
+                and_(Conversation.updated_at == updated_at, Conversation.id < cid),
+            )
+        )
+    rows = list(
+        db.session.execute(
+            query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
+        ).scalars()
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, ((rows[-1].updated_at, rows[-1].id) if more else None)
+
+
 def conversations_with_counts(updated_before: datetime | None = None) -> list[tuple[Conversation, int]]:
     """Every conversation with its number of messages, most recently updated first."""
     counts = (

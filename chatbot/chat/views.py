@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from flask import (
@@ -128,12 +128,15 @@ def render_chat(
         if conversation
         else ([], False)
     )
+    conversations, next_after = queries.conversation_page(current_owner())
     edited = queries.message_in(conversation, editing) if conversation and editing else None
     if edited is not None and (not edited.is_user or not edited.shown):
         edited = None
     return render_template(
         "chat/page.html",
         conversation=conversation,
+        conversations=conversations,
+        next_after=next_after,
         messages=messages,
         versions=queries.versions_of(conversation.id, messages) if conversation else {},
         has_more=has_more,
@@ -184,6 +187,32 @@ def earlier(public_id: str) -> Any:
         versions=queries.versions_of(conversation.id, messages),
         has_more=has_more,
         last_id=None,
+    )
+
+
+@bp.get("/conversations")
+def conversation_list() -> Any:
+    """The next page of the sidebar's list (after the conversation last listed)."""
+    after = request.args.get("after", "")
+    cid = _id(request.args.get("id"))
+    try:
+        cursor = (datetime.fromisoformat(after), cid) if after and cid is not None else None
+    except ValueError:
+        abort(400, description="That list page doesn't exist.")
+    if cursor is not None and cursor[0].tzinfo is None:
+        abort(400, description="That list page doesn't exist.")
+    conversations, next_after = queries.conversation_page(current_owner(), cursor)
+    current = session.get("current")
+    if not is_htmx():  # (the "More conversations" link without JavaScript)
+        return (
+            redirect(url_for("chat.index"), 303)
+            if not conversations
+            else render_template(
+                "chat/list_page.html", conversations=conversations, next_after=next_after, current=current
+            )
+        )
+    return render_template(
+        "chat/_conversation_rows.html", conversations=conversations, next_after=next_after, current=current
     )
 
 
@@ -367,6 +396,11 @@ def _stream(turn: turns.Turn, *, retried: bool) -> Response:
         turn=turn,
         retried=retried,
         conversation=turn.conversation,
+        sidebar_row={  # (what the sidebar shows of it: the conversation as the turn left it)
+            "public_id": turn.conversation.public_id,
+            "title": turn.conversation.title,
+            "updated_at": turn.reply.timestamp,
+        },
         versions=queries.versions_of(turn.conversation.id, [turn.user_message])
         if turn.user_message and forked
         else {},

@@ -1,369 +1,438 @@
 // The chat page's small behaviours that HTML alone can't do. No framework; htmx does the requests.
 (function () {
   "use strict";
-  const form = document.getElementById("composer");
-  const messages = document.getElementById("messages");
-  if (!form || !messages) return;
-  const input = form.querySelector("textarea[name=content]");
-  const errorBox = document.getElementById("composer-error");
-  let clearOnAccept = true;
-  let stickToBottom = true;
+  // Everything below is set up for the chat area on the page; when the sidebar swaps in another
+  // conversation's chat area, it is all taken down (one AbortController) and set up again.
+  let controller = null;
+  let shown = null;
 
-  const jump = document.getElementById("jump-latest");
-  const atBottom = () => messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
-  const streaming = () => messages.querySelector('[data-status="streaming"]') !== null;
-  // "Jump to latest" shows while a reply is being written below where the reader has scrolled.
-  const updateJump = () => { if (jump) jump.hidden = stickToBottom || !streaming(); };
-  const scrollToEnd = () => { messages.scrollTop = messages.scrollHeight; };
-  // Only the reader's own scrolling (wheel, touch, scrollbar, keys) stops the following: a view
-  // that moves because a message was replaced or grew must not.
-  let intentAt = 0;
-  const intent = () => { intentAt = Date.now(); };
-  const reading = () => Date.now() - intentAt < 1000;
-  ["wheel", "touchmove", "pointerdown"].forEach((t) => messages.addEventListener(t, intent, { passive: true }));
-  document.addEventListener("keydown", (e) => {
-    if (e.target !== input && ["PageUp", "PageDown", "ArrowUp", "ArrowDown", "Home", "End", " "].includes(e.key)) intent();
-  });
-  // New text arrived: follow it, unless the reader has just scrolled away (checked here too: the
-  // scroll event that says so may not have run yet).
-  const follow = () => {
-    if (stickToBottom && reading() && !atBottom()) stickToBottom = false;
-    if (stickToBottom) scrollToEnd();
-    updateJump();
-  };
-  scrollToEnd();
-  messages.addEventListener("scroll", () => {
-    if (reading()) stickToBottom = atBottom();
-    else if (atBottom()) stickToBottom = true;
-    updateJump();
-  }, { passive: true });
-  if (jump) jump.addEventListener("click", () => {
-    stickToBottom = true;
-    scrollToEnd();
-    updateJump();
-    input.focus();
-  });
+  function setUp(signal) {
+    const on = (target, type, handler, options) =>
+      target.addEventListener(type, handler, Object.assign({}, options, { signal }));
+    const form = document.getElementById("composer");
+    const messages = document.getElementById("messages");
+    if (!form || !messages) return;
+    const input = form.querySelector("textarea[name=content]");
+    const errorBox = document.getElementById("composer-error");
+    let clearOnAccept = true;
+    let stickToBottom = true;
 
-  // "Show earlier messages" puts older messages above: the message the reader was looking at
-  // stays where it was on the screen (rather than the view jumping to the oldest one loaded).
-  let anchor = null;
-  messages.addEventListener("click", (e) => {
-    const link = e.target.closest && e.target.closest(".earlier a");
-    if (!link) return;
-    const first = link.closest(".earlier").nextElementSibling;
-    if (first) anchor = { link: link, el: first, top: first.getBoundingClientRect().top };
-  });
-  const keepPlace = () => {  // once the older messages are in (the link they replaced is gone)
-    if (!anchor || anchor.link.isConnected) return;
-    if (anchor.el.isConnected) messages.scrollTop += anchor.el.getBoundingClientRect().top - anchor.top;
-    anchor = null;
-  };
-
-  // Enter sends, Shift+Enter makes a new line (and nothing interferes with IME composition).
-  input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
-      e.preventDefault();
-      if (!form.classList.contains("htmx-request")) form.requestSubmit();
-    }
-  });
-
-  // Retry and Regenerate buttons submit this form too; they must not wipe what the user is typing.
-  const afterField = document.getElementById("composer-after");
-  const lastShown = () => {
-    const articles = messages.querySelectorAll("article[data-message-id]");
-    return articles.length ? articles[articles.length - 1].dataset.messageId : "";
-  };
-  form.addEventListener("submit", (e) => {
-    // one request at a time: a Send, Retry, Regenerate or edit pressed while a reply is being
-    // written would otherwise wait and go off when it ends
-    if (form.classList.contains("htmx-request")) {
-      e.preventDefault();
-      e.stopImmediatePropagation();
-      if (errorBox) errorBox.textContent = "Please wait for the reply to finish, or stop it, then send again.";
-      return;
-    }
-    // the last message this page shows: if another tab changed the conversation meanwhile, the
-    // server says so rather than continue it out of sight
-    if (afterField) afterField.value = lastShown();
-    const retry = e.submitter && ["retry", "regenerate", "edit"].includes(e.submitter.name) ? e.submitter : null;
-    if (retry && retry.dataset.sent) {  // a double click must not ask twice
-      e.preventDefault();
-      e.stopImmediatePropagation();
-      return;
-    }
-    if (retry) retry.dataset.sent = "1";
-    clearOnAccept = !retry;
-    stickToBottom = true;
-  }, true);
-
-  // Edit: an editor opens inside the message (Enter resends, Shift+Enter a new line, Esc
-  // cancels). Its fields belong to the composer's form (form="composer"), so the resend streams
-  // like any message while the composer's own draft stays as it is; the earlier version is kept.
-  const closeEditor = (article) => {
-    const editor = article.querySelector(".message-editor");
-    if (!editor) return;
-    editor.remove();
-    article.querySelector(".message-body").hidden = false;
-    const button = article.querySelector('[data-action="edit"]');
-    if (button) button.focus();
-  };
-  const openEditor = (article) => {
-    if (article.querySelector(".message-editor")) return;
-    messages.querySelectorAll(".message-editor").forEach((other) => {  // one editor at a time
-      other.closest("article").querySelector(".message-body").hidden = false;
-      other.remove();
+    const jump = document.getElementById("jump-latest");
+    const atBottom = () => messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
+    const streaming = () => messages.querySelector('[data-status="streaming"]') !== null;
+    // "Jump to latest" shows while a reply is being written below where the reader has scrolled.
+    const updateJump = () => { if (jump) jump.hidden = stickToBottom || !streaming(); };
+    const scrollToEnd = () => { messages.scrollTop = messages.scrollHeight; };
+    // Only the reader's own scrolling (wheel, touch, scrollbar, keys) stops the following: a view
+    // that moves because a message was replaced or grew must not.
+    let intentAt = 0;
+    const intent = () => { intentAt = Date.now(); };
+    const reading = () => Date.now() - intentAt < 1000;
+    ["wheel", "touchmove", "pointerdown"].forEach((t) => on(messages, t, intent, { passive: true }));
+    on(document, "keydown", (e) => {
+      if (e.target !== input && ["PageUp", "PageDown", "ArrowUp", "ArrowDown", "Home", "End", " "].includes(e.key)) intent();
     });
-    const body = article.querySelector(".message-body");
-    const source = article.querySelector(".message-source");
-    const id = article.dataset.messageId;
-    const editor = document.createElement("div");
-    editor.className = "message-editor";
-    const label = document.createElement("label");
-    label.className = "visually-hidden";
-    label.htmlFor = "edit-" + id;
-    label.textContent = "Edit your message";
-    const area = document.createElement("textarea");
-    area.id = "edit-" + id;
-    area.name = "edit_content";
-    area.setAttribute("form", "composer");
-    area.rows = 3;
-    area.maxLength = input.maxLength;
-    area.value = source ? source.value : body.textContent;
-    const actions = document.createElement("div");
-    actions.className = "message-actions";
-    const send = document.createElement("button");
-    send.type = "submit";
-    send.setAttribute("form", "composer");
-    send.name = "edit";
-    send.value = id;
-    send.formNoValidate = true;
-    send.className = "button button--small";
-    send.dataset.action = "edit-send";
-    send.textContent = "Send";
-    const cancel = document.createElement("button");
-    cancel.type = "button";
-    cancel.className = "button button--small button--quiet";
-    cancel.dataset.action = "edit-cancel";
-    cancel.textContent = "Cancel";
-    const hint = document.createElement("span");
-    hint.className = "message-editor-hint";
-    hint.textContent = "The earlier version is kept (‹ › to switch back).";
-    actions.append(send, cancel, hint);
-    editor.append(label, area, actions);
-    body.hidden = true;
-    body.after(editor);
-    area.focus();
-    area.setSelectionRange(area.value.length, area.value.length);
-  };
-  messages.addEventListener("click", (e) => {
-    const target = e.target.closest && e.target.closest('[data-action="edit"], [data-action="edit-cancel"]');
-    if (!target) return;
-    e.preventDefault();
-    const article = target.closest("article");
-    if (target.dataset.action === "edit") openEditor(article);
-    else closeEditor(article);
-  });
-  messages.addEventListener("keydown", (e) => {
-    const area = e.target.closest && e.target.closest(".message-editor textarea");
-    if (!area) return;
-    if (e.key === "Escape") {
-      e.preventDefault();
-      e.stopPropagation();  // (Esc here cancels the edit; it doesn't stop a reply)
-      closeEditor(area.closest("article"));
-    } else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
-      e.preventDefault();
-      const send = area.closest(".message-editor").querySelector('[data-action="edit-send"]');
-      if (!form.classList.contains("htmx-request")) form.requestSubmit(send);
-    }
-  });
-
-  // A new version (edit, regenerate) replaced a message: what followed the old one goes.
-  form.addEventListener("chatbot:forked", (e) => {
-    const reply = document.getElementById("msg-" + (e.detail && e.detail.data));
-    while (reply && reply.nextElementSibling && reply.nextElementSibling.matches("article")) {
-      reply.nextElementSibling.remove();
-    }
-  });
-
-  // ‹ n/m ›: another version of a message (and what followed it) replaces the list; the message
-  // stays where it was on the screen, and the focus on the switcher.
-  let versionAnchor = null;
-  messages.addEventListener("click", (e) => {
-    const button = e.target.closest && e.target.closest('[data-action^="version-"]');
-    if (!button || button.disabled) return;
-    const from = button.form && button.form.querySelector('input[name="from"]');
-    const first = messages.querySelector("article[data-message-id]");
-    if (from && first) from.value = first.dataset.messageId;  // the list comes back as long as it is
-    versionAnchor = {
-      id: "msg-" + button.value,
-      action: button.dataset.action,
-      top: button.closest("article").getBoundingClientRect().top,
+    // New text arrived: follow it, unless the reader has just scrolled away (checked here too: the
+    // scroll event that says so may not have run yet).
+    const follow = () => {
+      if (stickToBottom && reading() && !atBottom()) stickToBottom = false;
+      if (stickToBottom) scrollToEnd();
+      updateJump();
     };
-  });
-  const keepVersionPlace = () => {
-    if (!versionAnchor) return;
-    const article = document.getElementById(versionAnchor.id);
-    if (!article) return;
-    messages.scrollTop += article.getBoundingClientRect().top - versionAnchor.top;
-    stickToBottom = atBottom();
-    const again = article.querySelector(`[data-action="${versionAnchor.action}"]:not([disabled])`)
-      || article.querySelector('[data-action^="version-"]:not([disabled])');
-    if (again) again.focus();
-    versionAnchor = null;
-  };
-
-  // Every htmx request carries the page's CSRF token (read at send time: the first message
-  // replaces it with one bound to the browser's new owner).
-  document.addEventListener("htmx:config:request", (e) => {
-    const meta = document.querySelector('meta[name="csrf-token"]');
-    if (meta && e.detail && e.detail.ctx) e.detail.ctx.request.headers["X-CSRF-Token"] = meta.content;
-  });
-
-  // A message that never reached the server (offline, server down): say so; the draft stays.
-  form.addEventListener("htmx:error", (e) => {
-    const ctx = e.detail && e.detail.ctx;
-    if (!errorBox || (ctx && ctx.response)) return;  // (the server answered: its own line shows)
-    errorBox.textContent = navigator.onLine
-      ? "We couldn't reach the server. Your message is still here: please send it again in a moment."
-      : "You're offline. Your message is still here: send it again once you're back online.";
-  });
-
-  // Any other request that never reached the server (a rating, a version switch, Stop): say so
-  // in the composer's line rather than nothing happening.
-  document.addEventListener("htmx:error", (e) => {
-    const ctx = e.detail && e.detail.ctx;
-    if (!errorBox || (ctx && ctx.response) || e.target === form) return;
-    if (e.target && e.target.closest && e.target.closest("article[data-reconnecting]")) return;
-    errorBox.textContent = navigator.onLine
-      ? "We couldn't reach the server. Please try again in a moment."
-      : "You're offline. Please try again once you're back online.";
-  });
-
-  // The stream broke before its last event (the network, a restart): the reply it was writing
-  // is still on screen as "being written". Say so, and follow it as another tab would (polling
-  // its address until it ends); if the server stays out of reach, say that too.
-  const notice = (article, text) => {
-    let p = article.querySelector(".message-connection");
-    if (!p) {
-      p = document.createElement("p");
-      p.className = "message-notice message-connection";
-      p.setAttribute("role", "status");
-      article.querySelector(".message-main").appendChild(p);
-    }
-    p.textContent = text;
-  };
-  form.addEventListener("htmx:sse:close", () => {
-    messages.querySelectorAll('article[data-status="streaming"]:not([hx-get])').forEach((article) => {
-      const action = form.getAttribute("action").replace(/\/$/, "");
-      if (!/\/messages$/.test(action)) return;  // (no conversation yet: nothing to follow)
-      article.setAttribute("hx-get", action + "/" + article.dataset.messageId);
-      article.setAttribute("hx-trigger", "load, every 2s");
-      article.setAttribute("hx-swap", "outerHTML");
-      article.dataset.reconnecting = "0";
-      notice(article, "Connection lost — reconnecting…");
-      htmx.process(article);
+    scrollToEnd();
+    on(messages, "scroll", () => {
+      if (reading()) stickToBottom = atBottom();
+      else if (atBottom()) stickToBottom = true;
+      updateJump();
+    }, { passive: true });
+    if (jump) on(jump, "click", () => {
+      stickToBottom = true;
+      scrollToEnd();
+      updateJump();
+      input.focus();
     });
-  });
-  // The device went offline: the stream may hang rather than break, so end it now and follow
-  // the reply by its address instead (the server goes on writing it; the page catches up).
-  window.addEventListener("offline", () => {
-    if (messages.querySelector('article[data-status="streaming"]:not([hx-get])')) htmx.trigger(form, "htmx:abort");
-  });
-  document.addEventListener("htmx:error", (e) => {
-    const article = e.target && e.target.closest && e.target.closest("article[data-reconnecting]");
-    if (!article) return;
-    const failures = Number(article.dataset.reconnecting) + 1;
-    article.dataset.reconnecting = String(failures);
-    if (failures < 3) return;
-    notice(article, "We can't reach the server right now. We'll keep trying; or reload the page later.");
-    // then ask less often (every 5 s, then 15 s): a server coming back up isn't met by a crowd
-    const every = failures >= 6 ? "15s" : "5s";
-    if (article.getAttribute("hx-trigger") === "every " + every) return;
-    const slower = article.cloneNode(true);
-    slower.setAttribute("hx-trigger", "every " + every);
-    article.replaceWith(slower);
-    htmx.process(slower);
-  });
 
-  // A refused or failed request (409, 5xx, no connection): a Retry button may be pressed again.
-  form.addEventListener("htmx:finally:request", (e) => {
-    const status = e.detail && e.detail.ctx && e.detail.ctx.response && e.detail.ctx.response.status;
-    if (status && status < 400) return;
-    messages.querySelectorAll("button[data-sent]").forEach((b) => { delete b.dataset.sent; });
-  });
-
-  // The server accepted the message and the reply is streaming: clear the composer, keep focus.
-  form.addEventListener("htmx:sse:after:connection", () => {
-    if (errorBox) errorBox.textContent = "";
-    if (clearOnAccept) {
-      input.value = "";
-      // a new turn began: only the latest reply can be retried or regenerated: older buttons go
-      messages.querySelectorAll('[data-action="retry"], [data-action="regenerate"]').forEach((b) => b.remove());
-    }
-    input.focus();
-  });
-
-  // Keep the newest text in view while it streams, unless the reader scrolled up (then offer
-  // to jump there).
-  document.addEventListener("htmx:after:swap", () => { keepPlace(); keepVersionPlace(); follow(); });
-  document.addEventListener("htmx:sse:after:message", follow);
-
-  // The first message of a new conversation gives it an address: show it in the address bar,
-  // and send the next messages to that conversation.
-  form.addEventListener("chatbot:navigate", (e) => {
-    const path = e.detail && e.detail.data;
-    if (!path) return;
-    const messagesUrl = path.replace(/\/$/, "") + "/messages";
-    form.setAttribute("action", messagesUrl);
-    form.setAttribute("hx-post", messagesUrl);
-    if (path !== location.pathname) history.pushState({ htmx: true }, "", path);
-  });
-
-  // Times are sent in UTC; show them in the reader's own time zone.
-  const localTimes = (root) => {
-    root.querySelectorAll("time[datetime]:not([data-local])").forEach((t) => {
-      const d = new Date(t.getAttribute("datetime"));
-      if (isNaN(d)) return;
-      t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-      t.title = d.toLocaleString();
-      t.dataset.local = "1";
+    // "Show earlier messages" puts older messages above: the message the reader was looking at
+    // stays where it was on the screen (rather than the view jumping to the oldest one loaded).
+    let anchor = null;
+    on(messages, "click", (e) => {
+      const link = e.target.closest && e.target.closest(".earlier a");
+      if (!link) return;
+      const first = link.closest(".earlier").nextElementSibling;
+      if (first) anchor = { link: link, el: first, top: first.getBoundingClientRect().top };
     });
-  };
-  localTimes(document);
-  document.addEventListener("htmx:after:swap", () => localTimes(messages));
+    const keepPlace = () => {  // once the older messages are in (the link they replaced is gone)
+      if (!anchor || anchor.link.isConnected) return;
+      if (anchor.el.isConnected) messages.scrollTop += anchor.el.getBoundingClientRect().top - anchor.top;
+      anchor = null;
+    };
 
-  // Copy: a message's own text (the Markdown the assistant wrote), with a short confirmation.
-  const copyText = async (text) => {
-    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
-    const area = document.createElement("textarea");  // (plain http: the older way)
-    area.value = text;
-    area.style.position = "fixed";
-    area.style.opacity = "0";
-    document.body.appendChild(area);
-    area.select();
-    const done = document.execCommand("copy");
-    area.remove();
-    if (!done) throw new Error("copy refused");
+    // Enter sends, Shift+Enter makes a new line (and nothing interferes with IME composition).
+    on(input, "keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        if (!busy()) form.requestSubmit();
+      }
+    });
+
+    // Retry and Regenerate buttons submit this form too; they must not wipe what the user is typing.
+    // The composer's request (a message, and its streamed reply) runs from before:request to
+    // finally:request: meanwhile nothing else is sent from it (the buttons outside the form that
+    // submit it, Retry, Regenerate and an editor's Send, are disabled too).
+    let inFlight = false;
+    const busy = () => inFlight || form.classList.contains("htmx-request");
+    const outsideButtons = () => document.querySelectorAll('button[form="composer"]');
+    const SPECIAL = ["retry", "regenerate", "edit"];  // sent by buttons that keep the composer's draft
+    on(form, "htmx:before:request", (e) => {
+      // (decided from what is actually sent: a button outside the form may reach htmx without
+      // the submit event above)
+      const body = e.detail && e.detail.ctx && e.detail.ctx.request && e.detail.ctx.request.body;
+      if (body && typeof body.has === "function") clearOnAccept = !SPECIAL.some((name) => body.has(name) && body.get(name));
+      inFlight = true;
+      outsideButtons().forEach((b) => { b.disabled = true; });
+    });
+    on(form, "htmx:finally:request", () => {
+      inFlight = false;
+      outsideButtons().forEach((b) => { b.disabled = false; });
+    });
+    const afterField = document.getElementById("composer-after");
+    const lastShown = () => {
+      const articles = messages.querySelectorAll("article[data-message-id]");
+      return articles.length ? articles[articles.length - 1].dataset.messageId : "";
+    };
+    on(form, "submit", (e) => {
+      const retry = e.submitter && ["retry", "regenerate", "edit"].includes(e.submitter.name) ? e.submitter : null;
+      if (retry && retry.dataset.sent) {  // a double click must not ask twice
+        e.preventDefault();
+        e.stopImmediatePropagation();
+        return;
+      }
+      // one request at a time: a Send, Retry, Regenerate or edit pressed while a reply is being
+      // written would otherwise wait and go off when it ends
+      if (busy()) {
+        e.preventDefault();
+        e.stopImmediatePropagation();
+        if (errorBox) errorBox.textContent = "Please wait for the reply to finish, or stop it, then send again.";
+        return;
+      }
+      // the last message this page shows: if another tab changed the conversation meanwhile, the
+      // server says so rather than continue it out of sight
+      if (afterField) afterField.value = lastShown();
+      if (retry) retry.dataset.sent = "1";
+      clearOnAccept = !retry;
+      stickToBottom = true;
+    }, true);
+
+    // Edit: an editor opens inside the message (Enter resends, Shift+Enter a new line, Esc
+    // cancels). Its fields belong to the composer's form (form="composer"), so the resend streams
+    // like any message while the composer's own draft stays as it is; the earlier version is kept.
+    const closeEditor = (article) => {
+      const editor = article.querySelector(".message-editor");
+      if (!editor) return;
+      editor.remove();
+      article.querySelector(".message-body").hidden = false;
+      const button = article.querySelector('[data-action="edit"]');
+      if (button) button.focus();
+    };
+    const openEditor = (article) => {
+      if (article.querySelector(".message-editor")) return;
+      messages.querySelectorAll(".message-editor").forEach((other) => {  // one editor at a time
+        other.closest("article").querySelector(".message-body").hidden = false;
+        other.remove();
+      });
+      const body = article.querySelector(".message-body");
+      const source = article.querySelector(".message-source");
+      const id = article.dataset.messageId;
+      const editor = document.createElement("div");
+      editor.className = "message-editor";
+      const label = document.createElement("label");
+      label.className = "visually-hidden";
+      label.htmlFor = "edit-" + id;
+      label.textContent = "Edit your message";
+      const area = document.createElement("textarea");
+      area.id = "edit-" + id;
+      area.name = "edit_content";
+      area.setAttribute("form", "composer");
+      area.rows = 3;
+      area.maxLength = input.maxLength;
+      area.value = source ? source.value : body.textContent;
+      const actions = document.createElement("div");
+      actions.className = "message-actions";
+      const send = document.createElement("button");
+      send.type = "submit";
+      send.setAttribute("form", "composer");
+      send.name = "edit";
+      send.value = id;
+      send.formNoValidate = true;
+    send.disabled = busy();  // (re-enabled when the reply ends)
+      send.className = "button button--small";
+      send.dataset.action = "edit-send";
+      send.textContent = "Send";
+      const cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.className = "button button--small button--quiet";
+      cancel.dataset.action = "edit-cancel";
+      cancel.textContent = "Cancel";
+      const hint = document.createElement("span");
+      hint.className = "message-editor-hint";
+      hint.textContent = "The earlier version is kept (‹ › to switch back).";
+      actions.append(send, cancel, hint);
+      editor.append(label, area, actions);
+      body.hidden = true;
+      body.after(editor);
+      area.focus();
+      area.setSelectionRange(area.value.length, area.value.length);
+    };
+    on(messages, "click", (e) => {
+      const target = e.target.closest && e.target.closest('[data-action="edit"], [data-action="edit-cancel"]');
+      if (!target) return;
+      e.preventDefault();
+      const article = target.closest("article");
+      if (target.dataset.action === "edit") openEditor(article);
+      else closeEditor(article);
+    });
+    on(messages, "keydown", (e) => {
+      const area = e.target.closest && e.target.closest(".message-editor textarea");
+      if (!area) return;
+      if (e.key === "Escape") {
+        e.preventDefault();
+        e.stopPropagation();  // (Esc here cancels the edit; it doesn't stop a reply)
+        closeEditor(area.closest("article"));
+      } else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        const send = area.closest(".message-editor").querySelector('[data-action="edit-send"]');
+        if (!busy()) form.requestSubmit(send);
+        else if (errorBox) errorBox.textContent = "Please wait for the reply to finish, or stop it, then send again.";
+      }
+    });
+
+    // A new version (edit, regenerate) replaced a message: what followed the old one goes.
+    on(form, "chatbot:forked", (e) => {
+      const reply = document.getElementById("msg-" + (e.detail && e.detail.data));
+      while (reply && reply.nextElementSibling && reply.nextElementSibling.matches("article")) {
+        reply.nextElementSibling.remove();
+      }
+    });
+
+    // ‹ n/m ›: another version of a message (and what followed it) replaces the list; the message
+    // stays where it was on the screen, and the focus on the switcher.
+    let versionAnchor = null;
+    on(messages, "click", (e) => {
+      const button = e.target.closest && e.target.closest('[data-action^="version-"]');
+      if (!button || button.disabled) return;
+      const from = button.form && button.form.querySelector('input[name="from"]');
+      const first = messages.querySelector("article[data-message-id]");
+      if (from && first) from.value = first.dataset.messageId;  // the list comes back as long as it is
+      versionAnchor = {
+        id: "msg-" + button.value,
+        action: button.dataset.action,
+        top: button.closest("article").getBoundingClientRect().top,
+      };
+    });
+    const keepVersionPlace = () => {
+      if (!versionAnchor) return;
+      const article = document.getElementById(versionAnchor.id);
+      if (!article) return;
+      messages.scrollTop += article.getBoundingClientRect().top - versionAnchor.top;
+      stickToBottom = atBottom();
+      const again = article.querySelector(`[data-action="${versionAnchor.action}"]:not([disabled])`)
+        || article.querySelector('[data-action^="version-"]:not([disabled])');
+      if (again) again.focus();
+      versionAnchor = null;
+    };
+
+    // Every htmx request carries the page's CSRF token (read at send time: the first message
+    // replaces it with one bound to the browser's new owner).
+    on(document, "htmx:config:request", (e) => {
+      const meta = document.querySelector('meta[name="csrf-token"]');
+      if (meta && e.detail && e.detail.ctx) e.detail.ctx.request.headers["X-CSRF-Token"] = meta.content;
+    });
+
+    // A message that never reached the server (offline, server down): say so; the draft stays.
+    on(form, "htmx:error", (e) => {
+      const ctx = e.detail && e.detail.ctx;
+      if (!errorBox || (ctx && ctx.response)) return;  // (the server answered: its own line shows)
+      errorBox.textContent = navigator.onLine
+        ? "We couldn't reach the server. Your message is still here: please send it again in a moment."
+        : "You're offline. Your message is still here: send it again once you're back online.";
+    });
+
+    // Any other request that never reached the server (a rating, a version switch, Stop): say so
+    // in the composer's line rather than nothing happening.
+    on(document, "htmx:error", (e) => {
+      const ctx = e.detail && e.detail.ctx;
+      if (!errorBox || (ctx && ctx.response) || e.target === form) return;
+      if (e.target && e.target.closest && e.target.closest("article[data-reconnecting]")) return;
+      errorBox.textContent = navigator.onLine
+        ? "We couldn't reach the server. Please try again in a moment."
+        : "You're offline. Please try again once you're back online.";
+    });
+
+    // The stream broke before its last event (the network, a restart): the reply it was writing
+    // is still on screen as "being written". Say so, and follow it as another tab would (polling
+    // its address until it ends); if the server stays out of reach, say that too.
+    const notice = (article, text) => {
+      let p = article.querySelector(".message-connection");
+      if (!p) {
+        p = document.createElement("p");
+        p.className = "message-notice message-connection";
+        p.setAttribute("role", "status");
+        article.querySelector(".message-main").appendChild(p);
+      }
+      p.textContent = text;
+    };
+    on(form, "htmx:sse:close", () => {
+      messages.querySelectorAll('article[data-status="streaming"]:not([hx-get])').forEach((article) => {
+        const action = form.getAttribute("action").replace(/\/$/, "");
+        if (!/\/messages$/.test(action)) return;  // (no conversation yet: nothing to follow)
+        article.setAttribute("hx-get", action + "/" + article.dataset.messageId);
+        article.setAttribute("hx-trigger", "load, every 2s");
+        article.setAttribute("hx-swap", "outerHTML");
+        article.dataset.reconnecting = "0";
+        notice(article, "Connection lost — reconnecting…");
+        htmx.process(article);
+      });
+    });
+    // The device went offline: the stream may hang rather than break, so end it now and follow
+    // the reply by its address instead (the server goes on writing it; the page catches up).
+    on(window, "offline", () => {
+      if (messages.querySelector('article[data-status="streaming"]:not([hx-get])')) htmx.trigger(form, "htmx:abort");
+    });
+    on(document, "htmx:error", (e) => {
+      const article = e.target && e.target.closest && e.target.closest("article[data-reconnecting]");
+      if (!article) return;
+      const failures = Number(article.dataset.reconnecting) + 1;
+      article.dataset.reconnecting = String(failures);
+      if (failures < 3) return;
+      notice(article, "We can't reach the server right now. We'll keep trying; or reload the page later.");
+      // then ask less often (every 5 s, then 15 s): a server coming back up isn't met by a crowd
+      const every = failures >= 6 ? "15s" : "5s";
+      if (article.getAttribute("hx-trigger") === "every " + every) return;
+      const slower = article.cloneNode(true);
+      slower.setAttribute("hx-trigger", "every " + every);
+      article.replaceWith(slower);
+      htmx.process(slower);
+    });
+
+    // A refused or failed request (409, 5xx, no connection): a Retry button may be pressed again.
+    on(form, "htmx:finally:request", (e) => {
+      const status = e.detail && e.detail.ctx && e.detail.ctx.response && e.detail.ctx.response.status;
+      if (status && status < 400) return;
+      messages.querySelectorAll("button[data-sent]").forEach((b) => { delete b.dataset.sent; });
+    });
+
+    // The server accepted the message and the reply is streaming: clear the composer, keep focus.
+    on(form, "htmx:sse:after:connection", () => {
+      if (errorBox) errorBox.textContent = "";
+      if (clearOnAccept) {
+        input.value = "";
+        // a new turn began: only the latest reply can be retried or regenerated: older buttons go
+        messages.querySelectorAll('[data-action="retry"], [data-action="regenerate"]').forEach((b) => b.remove());
+      }
+      input.focus();
+    });
+
+    // Keep the newest text in view while it streams, unless the reader scrolled up (then offer
+    // to jump there).
+    on(document, "htmx:after:swap", () => { keepPlace(); keepVersionPlace(); follow(); });
+    on(document, "htmx:sse:after:message", follow);
+
+    // The first message of a new conversation gives it an address: show it in the address bar,
+    // and send the next messages to that conversation.
+    on(form, "chatbot:navigate", (e) => {
+      const path = e.detail && e.detail.data;
+      if (!path) return;
+      const messagesUrl = path.replace(/\/$/, "") + "/messages";
+      form.setAttribute("action", messagesUrl);
+      form.setAttribute("hx-post", messagesUrl);
+      if (path !== location.pathname) history.pushState({ htmx: true }, "", path);
+      const chat = document.getElementById("chat");
+      if (chat) chat.dataset.conversationId = path.replace(/\/$/, "").split("/").pop();
+      const newForm = document.querySelector(".new-form");
+      if (newForm) newForm.hidden = false;  // (now there is something to start afresh from)
+    });
+
+    // Times are sent in UTC; show them in the reader's own time zone.
+    const localTimes = (root) => {
+      root.querySelectorAll("time[datetime]:not([data-local])").forEach((t) => {
+        const d = new Date(t.getAttribute("datetime"));
+        if (isNaN(d)) return;
+        t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+        t.title = d.toLocaleString();
+        t.dataset.local = "1";
+      });
+    };
+    localTimes(document);
+    on(document, "htmx:after:swap", () => localTimes(messages));
+
+    // Copy: a message's own text (the Markdown the assistant wrote), with a short confirmation.
+    const copyText = async (text) => {
+      if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+      const area = document.createElement("textarea");  // (plain http: the older way)
+      area.value = text;
+      area.style.position = "fixed";
+      area.style.opacity = "0";
+      document.body.appendChild(area);
+      area.select();
+      const done = document.execCommand("copy");
+      area.remove();
+      if (!done) throw new Error("copy refused");
+    };
+    on(messages, "click", async (e) => {
+      const button = e.target.closest && e.target.closest('[data-action="copy"]');
+      if (!button) return;
+      const source = button.closest("article").querySelector(".message-source");
+      const label = button.textContent;
+      try {
+        await copyText(source ? source.value : "");
+        button.textContent = "Copied";
+      } catch (err) {
+        button.textContent = "Couldn't copy";
+      }
+      setTimeout(() => { button.textContent = label; }, 2000);
+    });
+
+    // Esc stops the reply being written.
+    on(document, "keydown", (e) => {
+      if (e.key !== "Escape") return;
+      const stops = messages.querySelectorAll('[data-status="streaming"] [data-action="stop"]');
+      const stop = stops[stops.length - 1];  // the newest reply being written
+      if (stop) { e.preventDefault(); stop.click(); }
+    });
+  }
+
+  const start = () => {
+    if (controller) controller.abort();
+    controller = new AbortController();
+    shown = document.getElementById("chat");
+    setUp(controller.signal);
+    sidebarFollows();
   };
-  messages.addEventListener("click", async (e) => {
-    const button = e.target.closest && e.target.closest('[data-action="copy"]');
-    if (!button) return;
-    const source = button.closest("article").querySelector(".message-source");
-    const label = button.textContent;
-    try {
-      await copyText(source ? source.value : "");
-      button.textContent = "Copied";
-    } catch (err) {
-      button.textContent = "Couldn't copy";
-    }
-    setTimeout(() => { button.textContent = label; }, 2000);
+
+  // The sidebar marks the open conversation, and the tab's title follows it.
+  const sidebarFollows = () => {
+    const chat = document.getElementById("chat");
+    if (!chat) return;
+    const open = chat.dataset.conversationId;
+    document.querySelectorAll("#conversations a[data-conversation-id]").forEach((a) => {
+      if (a.dataset.conversationId === open) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    });
+    const title = document.getElementById("conversation-title");
+    const named = open && title ? title.textContent.trim() : "";
+    document.title = named ? named + " · Phone support" : "Phone support";
+  };
+
+  document.addEventListener("htmx:after:swap", () => {
+    if (document.getElementById("chat") !== shown) start();  // another conversation came in
+    // a conversation that got a message moves to the top: its older row goes
+    const seen = new Set();
+    document.querySelectorAll("#conversation-list > li[data-row]").forEach((row) => {
+      if (seen.has(row.dataset.row)) row.remove();
+      else seen.add(row.dataset.row);
+    });
+    sidebarFollows();
   });
 
-  // Esc stops the reply being written.
-  document.addEventListener("keydown", (e) => {
-    if (e.key !== "Escape") return;
-    const stops = messages.querySelectorAll('[data-status="streaming"] [data-action="stop"]');
-    const stop = stops[stops.length - 1];  // the newest reply being written
-    if (stop) { e.preventDefault(); stop.click(); }
-  });
+  start();
 })();
