@@ -933,3 +933,48 @@ def test_the_sidebar_switches_conversations_in_place_with_back_forward_and_reloa
     page.reload()
     expect(page.locator('#conversations a[aria-current="page"]')).to_contain_text("Battery drains fast")
     assert_no_js_errors(page)
+
+
+def test_rename_in_the_row_and_delete_with_a_confirmation_that_names_it(chat, fake_openai):
+    page = chat
+    send_with_enter(page, "Battery drains fast")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    page.locator('[data-action="new-conversation"]').click()
+    expect(page.locator(ASSISTANT)).to_have_count(0)
+    send_with_enter(page, "Cracked screen")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    rows = page.locator("#conversations li[data-row]")
+    expect(rows).to_have_count(2)
+
+    # rename the open one: Esc cancels, Enter saves; the row and the chat's title follow
+    rows.first.hover()
+    rows.first.locator('[data-action="rename"]').click()
+    field = rows.first.locator('input[name="title"]')
+    expect(field).to_be_focused()
+    field.fill("never mind")
+    field.press("Escape")
+    expect(rows.first.locator(".conversation-name")).to_have_text("Cracked screen")
+    expect(rows.first.locator('[data-action="rename"]')).to_be_focused()
+    page.keyboard.press("Enter")
+    field = rows.first.locator('input[name="title"]')
+    field.fill("Screen repair")
+    field.press("Enter")
+    expect(rows.first.locator(".conversation-name")).to_have_text("Screen repair")
+    expect(page.locator("#conversation-title")).to_have_text("Screen repair")
+    expect(rows.first.locator("a")).to_have_attribute("aria-current", "page")
+
+    # delete the open one: the dialog names it; the chat moves to the next conversation
+    asked = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+    rows.first.locator('[data-action="delete"]').click()
+    expect(rows).to_have_count(1)
+    assert asked and "Screen repair" in asked[0]
+    expect(page.locator(ASSISTANT)).to_contain_text("Hello from the fake model.")
+    expect(page.locator(USER).locator(".message-body")).to_have_text("Battery drains fast")
+    expect(rows.first.locator("a")).to_have_attribute("aria-current", "page")
+    # a refused deletion (Cancel in the dialog) keeps it
+    page.once("dialog", lambda d: d.dismiss())
+    rows.first.locator('[data-action="delete"]').click()
+    page.wait_for_timeout(300)
+    expect(rows).to_have_count(1)
+    assert_no_js_errors(page)

@@ -61,3 +61,60 @@ def test_new_conversation_is_offered_only_once_there_is_a_conversation(client):
     page = client.get(f"/c/{cid}").get_data(as_text=True)
     assert re.search(r'<form[^>]*class="new-form"[^>]*>', page)
     assert not re.search(r'<form[^>]*class="new-form"[^>]*hidden>', page)
+
+
+def test_rename_and_delete_are_the_owners_only_and_update_the_row(app, client, fake_openai):
+    from .helpers import all_conversations, all_messages
+
+    cid = conversation_id_from(send(client, "Battery drains fast"))
+    renamed = client.post(f"/c/{cid}/rename", data={"title": "  My\u202e   battery  "}, headers=HX)
+    assert renamed.status_code == 200
+    html = renamed.get_data(as_text=True)
+    assert 'id="conv-' in html and "My battery" in html  # the row as it now is
+    assert 'hx-target="#conversation-title"' in html  # (the open one: its title too)
+    assert all_conversations(app)[0].title == "My battery"
+    assert client.post(f"/c/{cid}/rename", data={"title": "   "}, headers=HX).status_code == 400
+    assert client.post(f"/c/{cid}/rename", data={"title": "x" * 121}, headers=HX).status_code == 400
+    stranger = app.test_client()
+    send(stranger, "mine")
+    assert stranger.post(f"/c/{cid}/rename", data={"title": "pwned"}, headers=HX).status_code == 404
+    assert stranger.post(f"/c/{cid}/delete", headers=HX).status_code == 404
+    assert stranger.get(f"/c/{cid}/delete").status_code == 404
+    # without JavaScript: a page that names the conversation, then the post
+    assert "Delete “My battery”?" in client.get(f"/c/{cid}/delete").get_data(as_text=True)
+    deleted = client.post(f"/c/{cid}/delete", headers=HX)
+    assert deleted.status_code == 200
+    assert [c.public_id for c in all_conversations(app)] != [] and cid not in [
+        c.public_id for c in all_conversations(app)
+    ]
+    assert not [m for m in all_messages(app) if m.content == "Battery drains fast"]
+    assert client.get(f"/c/{cid}").status_code == 404
+
+
+def test_deleting_the_open_conversation_moves_to_the_next(client):
+    older = conversation_id_from(send(client, "older"))
+    middle = conversation_id_from(send(client, "middle"))
+    newest = conversation_id_from(send(client, "newest"))
+    client.get(f"/c/{middle}")  # open the middle one
+    response = client.post(f"/c/{middle}/delete", headers=HX)
+    assert f'"path": "/c/{older}"' in response.headers["HX-Location"]  # the one below it
+    response = client.post(f"/c/{newest}/delete", headers=HX)  # not the open one: no move
+    assert "HX-Location" not in response.headers
+    assert client.post(f"/c/{older}/delete").headers["Location"].endswith("/")
+
+
+def test_deleting_a_conversation_stops_its_reply_first(live_server, app, fake_openai):
+    import requests
+
+    from .fake_openai import Reply
+    from .helpers import all_messages, only_conversation, post_url, wait_until
+
+    fake_openai.will(Reply(" ".join(f"w{i}" for i in range(200)), token_delay=0.05))  # ~10 s
+    with requests.Session() as s:
+        response = s.post(live_server.url + post_url(), data={"content": "long one"}, headers=HX, stream=True)
+        next(line for line in response.iter_lines(decode_unicode=True) if 'hx-target="#msg-2-tail"' in line)
+        cid = only_conversation(app)
+        assert s.post(f"{live_server.url}/c/{cid}/delete", headers=HX).status_code == 200
+        wait_until(lambda: fake_openai.closed_streams == 1, timeout=3, what="the model call to be cancelled")
+        response.close()
+    assert all_messages(app) == []

@@ -1,13 +1,19 @@
-"""A conversation's own writes: its title, and removing conversations (CLI now, views later)."""
+"""A conversation's own writes: its title, and removing conversations (the CLI and the sidebar)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
+from flask import current_app
 from sqlalchemy import delete, func, select
 
 from ..extensions import db, rowcount
-from ..models import Conversation, Message
+from ..models import LIVE, Conversation, Message
+from .live import live_replies
+from .replies import STOPPED
+
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f\u200b\u202a-\u202e\u2066-\u2069\ufeff]")
 
 TITLE_CHARS = 60
 
@@ -21,10 +27,31 @@ def title_from(text: str) -> str:
     return cut.rstrip(" ,.;:") + "…"
 
 
+def rename(conversation: Conversation, title: str) -> str:
+    """A title the customer chose: one line, trimmed, at most TITLE_CHARS * 2 characters; an
+    empty one is refused (ValueError)."""
+    line = " ".join(_INVISIBLE.sub("", title).split())
+    if not line:
+        raise ValueError("Please give the conversation a name.")
+    if len(line) > TITLE_CHARS * 2:
+        raise ValueError(f"A name can be up to {TITLE_CHARS * 2} characters.")
+    conversation.title = line
+    db.session.commit()
+    return line
+
+
 def delete_conversations(ids: Sequence[int]) -> tuple[int, int]:
-    """Remove these conversations and their messages; returns (conversations, messages)."""
+    """Remove these conversations and their messages; returns (conversations, messages). A reply
+    still being written in one of them is stopped first (its model call cancelled here at once;
+    in another process its next tick finds the reply gone and cancels it)."""
     if not ids:
         return 0, 0
+    live = db.session.execute(
+        select(Message.id).where(Message.conversation_id.in_(ids), Message.status.in_(LIVE))
+    ).scalars()
+    registry = live_replies(current_app)
+    for reply_id in live:
+        registry.cancel(reply_id, STOPPED)
     n_messages = db.session.execute(
         select(func.count(Message.id)).where(Message.conversation_id.in_(ids))
     ).scalar_one()

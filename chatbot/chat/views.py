@@ -10,6 +10,7 @@ ownership is checked in one place.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from .. import ratelimit
 from ..llm import get_provider
 from ..models import Conversation, Message
 from ..rendering import StreamingMarkdown
-from . import bp, queries, replies, stream, turns, versions
+from . import bp, conversations, queries, replies, stream, turns, versions
 from .live import live_replies
 from .pump import Heartbeat
 from .turns import Delta, Finished, Settings, TurnRefused
@@ -214,6 +215,63 @@ def conversation_list() -> Any:
     return render_template(
         "chat/_conversation_rows.html", conversations=conversations, next_after=next_after, current=current
     )
+
+
+@bp.post("/c/<public_id>/rename")
+@ratelimit.stops
+def rename(public_id: str) -> Any:
+    """A name the customer chose for the conversation; the row (and the open chat's title) follow."""
+    conversation = owned_conversation_or_404(public_id)
+    try:
+        conversations.rename(conversation, request.form.get("title", ""))
+    except ValueError as refused:
+        abort(400, description=str(refused))
+    if not is_htmx():
+        return redirect(url_for("chat.show", public_id=public_id), 303)
+    return render_template(
+        "chat/_renamed.html",
+        c=conversation,
+        current=session.get("current"),
+        open=session.get("current") == public_id,
+    )
+
+
+@bp.get("/c/<public_id>/rename")
+def rename_page(public_id: str) -> str:
+    """Without JavaScript: the rename form (with it, the name is edited in its row)."""
+    return render_template("chat/rename.html", conversation=owned_conversation_or_404(public_id))
+
+
+@bp.get("/c/<public_id>/delete")
+def confirm_delete(public_id: str) -> str:
+    """Without JavaScript: the confirmation, naming the conversation (htmx asks in a dialog)."""
+    return render_template("chat/confirm_delete.html", conversation=owned_conversation_or_404(public_id))
+
+
+@bp.post("/c/<public_id>/delete")
+@ratelimit.stops
+def delete(public_id: str) -> Any:
+    """Delete the conversation (a reply still being written in it is stopped first). Deleting the
+    open one moves to the next in the list (or an empty chat)."""
+    conversation = owned_conversation_or_404(public_id)
+    listed, _ = queries.conversation_page(current_owner(), limit=500)
+    ids = [c.public_id for c in listed]
+    position = ids.index(public_id) if public_id in ids else 0
+    rest = [pid for pid in ids if pid != public_id]
+    conversations.delete_conversations([conversation.id])
+    was_open = session.get("current") == public_id
+    if was_open:
+        session.pop("current", None)
+    following = rest[min(position, len(rest) - 1)] if rest else None
+    target = url_for("chat.show", public_id=following) if following else url_for("chat.index")
+    if not is_htmx():
+        return redirect(target if was_open else url_for("chat.index"), 303)
+    response = Response("", 200)
+    if was_open:  # the page goes to the next conversation (htmx follows HX-Location), list and all
+        response.headers["HX-Location"] = json.dumps(
+            {"path": target, "target": ".layout", "select": ".layout", "swap": "outerHTML"}
+        )
+    return response
 
 
 @bp.post("/new")

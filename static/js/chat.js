@@ -434,5 +434,46 @@
     sidebarFollows();
   });
 
+  // Rename in the row: the name becomes a field (Enter saves, Esc cancels); the server answers
+  // with the row as it now is.
+  const endRename = (row, focus) => {
+    const editing = row.querySelector(".rename-form");
+    if (editing) editing.remove();
+    row.querySelector("a[data-conversation-id]").hidden = false;
+    if (focus) row.querySelector('[data-action="rename"]').focus();
+  };
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest && e.target.closest('#conversations [data-action="rename"]');
+    if (!button) return;
+    e.preventDefault();
+    const row = button.closest("li[data-row]");
+    if (row.querySelector(".rename-form")) return;
+    const link = row.querySelector("a[data-conversation-id]");
+    const rename = document.createElement("form");
+    rename.className = "rename-form";
+    rename.setAttribute("hx-post", "/c/" + row.dataset.row + "/rename");
+    rename.setAttribute("hx-target", "#conv-" + row.dataset.row);
+    rename.setAttribute("hx-swap", "outerHTML");
+    rename.setAttribute("hx-status:4xx", "target:find .rename-error swap:innerHTML");
+    const field = document.createElement("input");
+    field.name = "title";
+    field.maxLength = 120;
+    field.required = true;
+    field.value = row.querySelector(".conversation-name").textContent.trim();
+    field.setAttribute("aria-label", "New name for this conversation");
+    const error = document.createElement("span");
+    error.className = "rename-error";
+    error.setAttribute("role", "alert");
+    rename.append(field, error);
+    field.addEventListener("keydown", (k) => {
+      if (k.key === "Escape") { k.preventDefault(); k.stopPropagation(); endRename(row, true); }
+    });
+    link.hidden = true;
+    link.after(rename);
+    htmx.process(rename);
+    field.focus();
+    field.select();
+  });
+
   start();
 })();
