@@ -455,3 +455,13 @@ def test_large_exports_are_read_in_batches_and_streamed(app, client, edited, fak
         chunks = export.jsonl(infos, SYSTEM)
         assert next(chunks).count("\n") == 1  # one line at a time
     assert client.get("/conversations/export.jsonl").is_streamed
+
+
+def test_a_download_waiting_for_its_client_holds_no_database_connection(app, client, edited, fake_openai):
+    for path in (f"/c/{edited}/export.md", f"/c/{edited}/export.json", "/conversations/export.jsonl"):
+        response = client.get(path)
+        chunks = iter(response.response)
+        for _ in chunks:  # paused after each chunk, as for a slow client
+            with app.app_context():
+                assert db.engine.pool.checkedout() == 0, path
+        response.close()

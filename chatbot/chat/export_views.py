@@ -14,7 +14,6 @@ from urllib.parse import quote
 
 from flask import Response, current_app, stream_with_context
 
-from ..extensions import db
 from . import bp, export
 from .views import current_owner, owned_conversation_or_404
 
@@ -57,9 +56,10 @@ def content_disposition(title: str, extension: str) -> str:
 
 
 def download(chunks: Iterator[str], mimetype: str, disposition: str) -> Response:
-    """A streamed attachment. The request's own database work ends first, so a slow download
-    holds no pooled connection (the export reads on a short connection per batch)."""
-    db.session.close()
+    """A streamed attachment. A slow download holds no pooled connection while it waits for the
+    client: the request's session is removed as the response is returned (Flask tears the
+    context down then, and the stream pushes it again), and the export reads each batch on a
+    short connection of its own."""
     return Response(
         stream_with_context(chunks),
         content_type=mimetype,
