@@ -1,10 +1,11 @@
-"""``flask conversations …`` (list and reset saved conversations), ``flask check`` and
-``flask sweep``."""
+"""``flask conversations …`` (list, show, export and reset saved conversations), ``flask check``
+and ``flask sweep``."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -14,7 +15,7 @@ import openai
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from .chat import queries
+from .chat import export, queries
 from .chat.conversations import delete_conversations
 from .chat.replies import sweep
 from .config import Defaults
@@ -24,7 +25,7 @@ from .llm import get_provider
 from .llm.openai_provider import explain_failure
 from .models import utcnow
 
-conversations = AppGroup("conversations", help="List and reset saved conversations.")
+conversations = AppGroup("conversations", help="List, show, export and reset saved conversations.")
 
 _AGE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -86,8 +87,82 @@ def reset_command(everything: bool, ids: tuple[str, ...], older_than: str | None
             click.confirm("Remove every conversation and all their messages?", abort=True)
         targets = [c for c, _ in queries.conversations_with_counts()]
         what = "every conversation"
+    # (the same service function as the delete button)
     n, n_messages = delete_conversations([c.id for c in targets])
     click.echo(f"Removed {n} conversation(s) and {n_messages} message(s): {what}.")
+
+
+def _found(public_ids: tuple[str, ...]) -> list[export.ConversationInfo]:
+    infos, missing = export.find_by_public_ids(public_ids)
+    if missing:
+        raise click.ClickException(f"no conversation with id {', '.join(printable(m) for m in missing)}")
+    return infos
+
+
+def _indented(text: str) -> Iterator[str]:
+    """A message's text for a terminal: each line made printable and indented, so no line of it
+    can pass for the transcript's own header lines."""
+    if text:
+        for line in text.split("\n"):
+            yield ("    " + "    ".join(printable(part) for part in line.split("\t"))).rstrip()
+
+
+@conversations.command("show")
+@click.argument("public_id", metavar="ID")
+def show_command(public_id: str) -> None:
+    """The transcript of conversation ID (as `list` shows it): the messages it shows, in order.
+    An ID that starts with '-' goes after '--': `flask conversations show -- -AbC`."""
+    (info,) = _found((public_id,))
+    click.echo(printable(info.title))
+    started, updated = export.iso(info.created_at), export.iso(info.updated_at)
+    click.echo(f"{info.public_id}, started {started}, updated {updated}")
+    for message in export.shown_messages(info.id):
+        click.echo(f"\n{'You' if message.is_user else 'Assistant'} · {export.iso(message.timestamp)}")
+        for line in _indented(message.content):
+            click.echo(line)
+        if (notice := export.status_line(message)) is not None:
+            click.echo(f"    [{printable(notice)}]")
+
+
+@conversations.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(export.FORMATS),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: OpenAI chat fine-tuning examples, one conversation a line (those with an answer "
+    "to learn from); json: an array of conversations with every message and its metadata; "
+    "md: Markdown transcripts, one after another.",
+)
+@click.option("--id", "ids", multiple=True, metavar="ID", help="Only this conversation (repeatable).")
+@click.option(
+    "--out",
+    default="-",
+    metavar="FILE",
+    help="Write to FILE (replaced once the export is whole) instead of standard output ('-').",
+)
+def export_command(fmt: str, ids: tuple[str, ...], out: str) -> None:
+    """Export conversations (all, or each --id) as JSONL, JSON or Markdown."""
+    infos = _found(ids) if ids else export.conversations()
+    tally = export.Tally()
+    try:
+        with click.open_file(out, "w", encoding="utf-8", atomic=out != "-") as f:
+            for chunk in export.export(fmt, infos, current_app.config["SYSTEM_PROMPT"], tally):
+                f.write(chunk)
+    except BrokenPipeError:
+        if out != "-":
+            raise click.ClickException(f"can't write {out}: the pipe was closed") from None
+        raise SystemExit(1) from None  # (a reader such as `head` had enough: no message)
+    except OSError as exc:
+        raise click.ClickException(f"can't write {out}: {exc.strerror or exc}") from None
+    where = "standard output" if out == "-" else out
+    if fmt == "jsonl":
+        left = tally.conversations - tally.written
+        note = f" ({left} without an answer to learn from left out)" if left else ""
+        click.echo(f"Exported {tally.written} conversation(s) to {where}{note}.", err=True)
+    else:
+        click.echo(f"Exported {tally.conversations} conversation(s) to {where}.", err=True)
 
 
 SECRETS = ("SECRET_KEY", "OPENAI_API_KEY")
