@@ -118,3 +118,12 @@ def test_deleting_a_conversation_stops_its_reply_first(live_server, app, fake_op
         wait_until(lambda: fake_openai.closed_streams == 1, timeout=3, what="the model call to be cancelled")
         response.close()
     assert all_messages(app) == []
+
+
+def test_the_open_conversation_offers_its_downloads_and_the_list_all_of_them(client):
+    assert "export.md" not in client.get("/").get_data(as_text=True)  # (nothing to export yet)
+    cid = conversation_id_from(send(client, "Battery drains fast"))
+    page = client.get(f"/c/{cid}").get_data(as_text=True)
+    for link in (f"/c/{cid}/export.md", f"/c/{cid}/export.json", "/conversations/export.jsonl"):
+        assert f'href="{link}" download' in page
+        assert client.get(link).status_code == 200
