@@ -978,3 +978,33 @@ def test_rename_in_the_row_and_delete_with_a_confirmation_that_names_it(chat, fa
     page.wait_for_timeout(300)
     expect(rows).to_have_count(1)
     assert_no_js_errors(page)
+
+
+def test_at_360_px_the_list_is_a_drawer(chat, fake_openai):
+    page = chat
+    send_with_enter(page, "Battery drains fast")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    page.locator('[data-action="new-conversation"]').click()
+    expect(page.locator(ASSISTANT)).to_have_count(0)
+    send_with_enter(page, "Cracked screen")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    page.set_viewport_size({"width": 360, "height": 740})
+    drawer, menu = page.locator("#conversations"), page.locator('[data-action="conversations"]')
+    expect(drawer).to_be_hidden()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360  # nothing sideways
+    menu.click()
+    expect(drawer).to_be_visible()
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    expect(page.locator('#conversations a[aria-current="page"]')).to_be_focused()  # the focus goes in
+    page.keyboard.press("Escape")
+    expect(drawer).to_be_hidden()
+    expect(menu).to_be_focused()  # ...and comes back
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")  # (Esc stopped nothing)
+    menu.click()
+    page.mouse.click(350, 400)  # a tap outside it
+    expect(drawer).to_be_hidden()
+    menu.click()
+    page.locator("#conversations a[data-conversation-id]").nth(1).click()  # choosing one
+    expect(drawer).to_be_hidden()
+    expect(page.locator(USER).locator(".message-body")).to_have_text("Battery drains fast")
+    assert_no_js_errors(page)

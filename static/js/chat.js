@@ -434,6 +434,48 @@
     sidebarFollows();
   });
 
+  // Narrow screens: the list is a drawer. The menu button opens it (the focus goes in); Esc, a
+  // tap outside it or choosing a conversation close it (the focus comes back).
+  const drawer = {
+    layout: () => document.querySelector(".layout"),
+    button: () => document.querySelector('[data-action="conversations"]'),
+    isOpen: () => { const l = drawer.layout(); return !!l && l.classList.contains("drawer-open"); },
+    open() {
+      const layout = drawer.layout();
+      layout.classList.add("drawer-open");
+      layout.querySelector(".drawer-backdrop").hidden = false;
+      drawer.button().setAttribute("aria-expanded", "true");
+      const first = document.querySelector('#conversations a[aria-current="page"]')
+        || document.querySelector("#conversations a, #conversations button");
+      if (first) setTimeout(() => first.focus(), 50);  // (once the drawer can take the focus)
+    },
+    close(refocus) {
+      const layout = drawer.layout();
+      if (!layout || !drawer.isOpen()) return;
+      layout.classList.remove("drawer-open");
+      layout.querySelector(".drawer-backdrop").hidden = true;
+      const button = drawer.button();
+      if (button) {
+        button.setAttribute("aria-expanded", "false");
+        if (refocus) button.focus();
+      }
+    },
+  };
+  document.addEventListener("click", (e) => {
+    const target = e.target.closest && e.target.closest('[data-action="conversations"], [data-action="close-conversations"], #conversations a[data-conversation-id]');
+    if (!target) return;
+    if (target.dataset.action === "conversations") drawer.isOpen() ? drawer.close(true) : drawer.open();
+    else if (target.dataset.action === "close-conversations") drawer.close(true);
+    else drawer.close(false);  // a conversation was chosen: the chat takes the focus
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && drawer.isOpen() && !(e.target.closest && e.target.closest(".rename-form"))) {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      drawer.close(true);
+    }
+  }, true);
+
   // Rename in the row: the name becomes a field (Enter saves, Esc cancels); the server answers
   // with the row as it now is.
   const endRename = (row, focus) => {
