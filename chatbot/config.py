@@ -27,6 +27,9 @@ class Defaults:
     PROVIDER = "auto"
     MODEL = "gpt-4.1-nano"
     SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT
+    # "model": after a conversation's first reply, ask the model for a short title (in the
+    # background; a failure keeps the first message as the title). Anything else: the first message.
+    AUTO_TITLE = ""
     OPENAI_API_KEY: str | None = None
     OPENAI_BASE_URL: str | None = None
     OPENAI_TIMEOUT = 30.0  # seconds, per model call (connect + each read)

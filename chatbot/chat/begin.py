@@ -62,6 +62,7 @@ class Settings:
     max_conversations: int
     max_messages: int
     max_live: int
+    auto_title: bool = False  # ask the model for a title after a conversation's first reply
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -78,6 +79,7 @@ class Settings:
             max_conversations=int(config["MAX_CONVERSATIONS_PER_OWNER"]),
             max_messages=int(config["MAX_MESSAGES_PER_CONVERSATION"]),
             max_live=int(config["MAX_LIVE_REPLIES_PER_OWNER"]),
+            auto_title=str(config.get("AUTO_TITLE") or "").strip().lower() == "model",
         )
 
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 from ..extensions import db
 from ..llm import Finish, Provider, ProviderError, Text, Usage
 from ..models import MessageRecord, Status
-from . import context, queries, replies
+from . import context, queries, replies, titles
 from .begin import (
     BUSY,
     Settings,
@@ -182,7 +182,20 @@ def run(
             shown = _save(turn, provider, outcome, settings, started, clock, tlog)
         finally:
             live.release(lease)
+    if settings.auto_title and turn.created and turn.user_message and _complete(shown):
+        titles.ask_in_background(
+            live.app,
+            provider,
+            turn.conversation.id,
+            turn.conversation.title,
+            turn.user_message.content,
+            shown.reply.content,
+        )
     yield shown
+
+
+def _complete(shown: Finished) -> bool:
+    return not shown.lost and shown.reply is not None and shown.reply.status == Status.COMPLETE.value
 
 
 # what a reply's log line carries: how it went, never what it said
