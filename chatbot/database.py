@@ -14,9 +14,11 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +108,16 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
     return config
 
 
+_SCRIPTS = threading.Lock()
+
+
+@cache
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """The newest migration (read once per process). Under a lock: threads that load the
+    migration scripts at once can trip CPython 3.11's compiler ("AST constructor recursion depth
+    mismatch"), as apps created together in one process did."""
+    with _SCRIPTS:
+        return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(conn: Connection) -> str | None:
