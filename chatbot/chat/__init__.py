@@ -32,4 +32,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-from . import views  # noqa: E402  (routes register themselves on ``bp``)
+from . import search_views, views  # noqa: E402, F401  (routes register themselves on ``bp``)
