@@ -43,9 +43,10 @@ MAX_TERM_CHARS = 40
 SNIPPET_BEFORE = 40  # characters of context before the first match, about
 SNIPPET_CHARS = 160  # characters in a snippet, about
 
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]")
 _WORD = re.compile(r"[^\W_]+")  # letters and digits (as SQLite's unicode61 and PostgreSQL's parser see words)
-_MARKDOWN = re.compile(r"\*\*|__|`+|^\s{0,3}#{1,6}\s+|^\s{0,3}>\s?", re.MULTILINE)
-_SPACE = re.compile(r"\s+")
+_EMPHASIS = str.maketrans("", "", "*`")  # Markdown's emphasis and code markers: not shown
+_LINE_MARKERS = re.compile(r"^[ \t]{0,3}(?:#{1,6}[ \t]+|>[ \t]?)", re.MULTILINE)  # headings, quotes
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,13 @@ def _fold_table() -> dict[int, str]:
 
 def fold(value: str) -> str:
     """Lower case, accents removed, the same length as ``value`` (NFC)."""
-    return value.translate(_fold_table())
+    lower = value.lower()
+    if value.isascii():
+        return lower
+    if len(lower) != len(value):  # (a capital that lowers to two characters, as "İ" does)
+        return value.translate(_fold_table())
+    table = _fold_table()
+    return _NOT_ASCII.sub(lambda m: table.get(ord(m.group()), m.group()), lower)
 
 
 def terms_of(q: str | None) -> list[Term]:
@@ -126,23 +133,28 @@ def _tsquery(terms: Sequence[Term]) -> str:
 
 _MESSAGE_HIT = (column("id", Integer), column("conversation_id", Integer), column("at", UTCDateTime))
 _TITLE_HIT = (column("id", Integer), column("at", UTCDateTime))
-# The owner's matching messages, newest first (read only as far as a page needs).
+# The owner's matching messages, newest first (read only as far as a page needs). CROSS JOIN:
+# the full-text match first, always (SQLite's planner would otherwise walk the owner's
+# conversations and run the match again for each).
 _SQLITE_MESSAGES = text(
     "SELECT f.rowid AS id, m.conversation_id, m.timestamp AS at FROM messages_fts AS f"
-    " JOIN messages AS m ON m.id = f.rowid"
+    " CROSS JOIN messages AS m ON m.id = f.rowid"
     " WHERE messages_fts MATCH :match ORDER BY f.rowid DESC"
 ).columns(*_MESSAGE_HIT)
 _SQLITE_TITLES = text(
-    "SELECT c.id, c.updated_at AS at FROM conversations_fts AS f JOIN conversations AS c ON c.id = f.rowid"
+    "SELECT c.id, c.updated_at AS at FROM conversations_fts AS f"
+    " CROSS JOIN conversations AS c ON c.id = f.rowid"
     " WHERE conversations_fts MATCH :match AND c.owner = :owner"
 ).columns(*_TITLE_HIT)
-# (the documents and the condition are the indexes' own, so PostgreSQL uses them)
+# PostgreSQL: the same, a conversation at a time, as many as a page needs. (The documents and the
+# condition are the indexes' own, so it reads the matches from them: a fast-start plan walking
+# the messages newest first would work out every message's document until it had a page.)
 _PG_MESSAGES = text(
-    "SELECT m.id, m.conversation_id, m.timestamp AS at FROM messages AS m"
+    "SELECT max(m.id) AS id, m.conversation_id, max(m.timestamp) AS at FROM messages AS m"
     " JOIN conversations AS c ON c.id = m.conversation_id"
     f" WHERE {search_document('m.content')} @@ to_tsquery('{SEARCH_CONFIG}', :query)"
     " AND m.shown AND m.status NOT IN ('streaming', 'stopping') AND c.owner = :owner"
-    " ORDER BY m.id DESC"
+    " GROUP BY m.conversation_id ORDER BY max(m.id) DESC LIMIT :want"
 ).columns(*_MESSAGE_HIT)
 _PG_TITLES = text(
     "SELECT c.id, c.updated_at AS at FROM conversations AS c"
@@ -173,19 +185,20 @@ def search(owner: str | None, q: str | None, limit: int = 50, offset: int = 0) -
         return []
     offset = max(0, offset)
     conn = db.session.connection()
-    stream = {"yield_per": 100}  # (rows fetched as the merge reads them)
     if conn.dialect.name == "sqlite":
         titles = conn.execute(_SQLITE_TITLES, {"match": _fts5_query(terms, "title", owner), "owner": owner})
         messages = conn.execute(
-            _SQLITE_MESSAGES, {"match": _fts5_query(terms, "content", owner)}, execution_options=stream
+            _SQLITE_MESSAGES,
+            {"match": _fts5_query(terms, "content", owner)},
+            execution_options={"yield_per": 100},  # (rows fetched as the merge reads them)
         )
     else:
         query = {"query": _tsquery(terms), "owner": owner}
         titles = conn.execute(_PG_TITLES, query)
-        messages = conn.execute(_PG_MESSAGES, query, execution_options=stream)
-    by_update = sorted(titles.tuples(), key=lambda t: (t[1], t[0]), reverse=True)
+        messages = conn.execute(_PG_MESSAGES, {**query, "want": offset + limit})
+    by_update = sorted(titles, key=lambda t: (t[1], t[0]), reverse=True)
     try:
-        chosen = _newest_first(messages.tuples(), by_update, offset + limit)
+        chosen = _newest_first(messages, by_update, offset + limit)
     finally:
         messages.close()  # (the rest is never read)
     page = chosen[offset:]
@@ -195,7 +208,7 @@ def search(owner: str | None, q: str | None, limit: int = 50, offset: int = 0) -
         row.id: row for row in conn.execute(_CONVERSATIONS, {"owner": owner, "ids": [cid for cid, _ in page]})
     }
     wanted = [mid for _, mid in page if mid is not None]
-    contents: dict[int, str] = dict(conn.execute(_CONTENTS, {"ids": wanted}).tuples().all()) if wanted else {}
+    contents: dict[int, str] = dict(conn.execute(_CONTENTS, {"ids": wanted}).all()) if wanted else {}
     hits = []
     for cid, mid in page:
         row = rows.get(cid)
@@ -217,10 +230,10 @@ def search(owner: str | None, q: str | None, limit: int = 50, offset: int = 0) -
 def _newest_first(
     messages: Iterable[tuple[int, int, datetime]], titles: Sequence[tuple[int, datetime]], want: int
 ) -> list[tuple[int, int | None]]:
-    """Merge the owner's matching messages (newest first) and title matches (by last update,
-    newest first) into up to ``want`` conversations, each once, at its newest match; each with
-    the message whose snippet it shows (None: its title matched, and no message of it was read
-    before the page was full)."""
+    """Merge the owner's matching messages (id, conversation, when: newest first) and title
+    matches (by last update, newest first) into up to ``want`` conversations, each once, at its
+    newest match; each with the message whose snippet it shows (None: its title matched, and no
+    message of it was read before the page was full)."""
     order: list[int] = []
     snippet_of: dict[int, int | None] = {}
     t = 0
@@ -248,49 +261,72 @@ def _newest_first(
 # --- the snippet ---------------------------------------------------------------------------
 
 
-def _matcher(terms: Sequence[Term]) -> re.Pattern[str]:
-    """Words (in folded text) that a term matches: whole words, from a word's start."""
-    parts = sorted(
-        (re.escape(t.folded) + (r"[^\W_]*" if t.prefix else r"(?![^\W_])") for t in terms),
-        key=len,
-        reverse=True,
-    )
-    return re.compile(r"(?<![^\W_])(?:" + "|".join(parts) + ")")
+@lru_cache(maxsize=256)
+def _matcher(terms: tuple[Term, ...]) -> re.Pattern[str]:
+    """The words (of folded text) that the terms match, whole: those that start with a prefix
+    term, and those that are an exact term."""
+    # (each term's letters first, then "not inside a word" looking back: many times faster
+    # than looking back first at every position)
+    parts = [
+        f"{re.escape(t.folded)}(?<![^\\W_]{re.escape(t.folded)})"
+        + (r"[^\W_]*" if t.prefix else r"(?![^\W_])")
+        for t in sorted(terms, key=lambda t: len(t.folded), reverse=True)
+    ]
+    return re.compile("|".join(parts))
 
 
-def _mark(text_: str, folded: str, terms: Sequence[Term], start: int, end: int) -> Markup:
+def _mark(value: str, folded: str, terms: Sequence[Term], start: int, end: int) -> str:
+    """``value[start:end]`` escaped, with the matching words in ``<mark>``s (the only markup);
+    ``folded`` is ``fold(value)``, position for position."""
     out: list[str] = []
     pos = start
-    for match in _matcher(terms).finditer(folded, start, end):
-        out.append(escape(text_[pos : match.start()]))
-        out.append(Markup("<mark>") + escape(text_[match.start() : match.end()]) + Markup("</mark>"))
+    for match in _matcher(tuple(terms)).finditer(folded, start, end):
+        out += (
+            escape(value[pos : match.start()]),
+            "<mark>",
+            escape(value[match.start() : match.end()]),
+            "</mark>",
+        )
         pos = match.end()
-    out.append(escape(text_[pos:end]))
-    return Markup("").join(out)
+    out.append(escape(value[pos:end]))
+    return "".join(out)
 
 
 def marked(value: str, terms: Sequence[Term]) -> Markup:
     """All of ``value``, escaped, with the words that match marked."""
     value = unicodedata.normalize("NFC", value)
-    return _mark(value, fold(value), terms, 0, len(value))
+    return Markup(_mark(value, fold(value), terms, 0, len(value)))
 
 
 def snippet(body: str, terms: Sequence[Term]) -> Markup:
-    """A short part of a message around its first matching word, on one line, escaped, with the
-    words that match marked (and "…" where it was cut)."""
-    plain = _SPACE.sub(" ", _MARKDOWN.sub("", unicodedata.normalize("NFC", body))).strip()
-    folded = fold(plain)
-    first = _matcher(terms).search(folded)
+    """A short part of a message around its first matching word, on one line, without Markdown's
+    emphasis, heading and quote markers, escaped, with the words that match marked (and "…"
+    where it was cut)."""
+    matcher = _matcher(tuple(terms))
+    body = unicodedata.normalize("NFC", body)
+    first = matcher.search(fold(body))
     at = first.start() if first else 0
-    start = 0 if at <= SNIPPET_BEFORE else plain.find(" ", at - SNIPPET_BEFORE, at) + 1 or at
+    # only the part around it is read again: a message may be thousands of words long
+    lo, hi = max(0, at - 3 * SNIPPET_BEFORE), at + 2 * SNIPPET_CHARS
+    plain = body[lo:hi].translate(_EMPHASIS)
+    if "#" in plain or ">" in plain:
+        plain = _LINE_MARKERS.sub("", plain)
+    plain = " ".join(plain.split())
+    clipped_before, clipped_after = lo > 0, hi < len(body)
+    folded = fold(plain)
+    first = matcher.search(folded)
+    at = first.start() if first else 0
+    if at <= SNIPPET_BEFORE and not clipped_before:
+        start = 0
+    else:
+        start = plain.find(" ", max(0, at - SNIPPET_BEFORE), at) + 1
     end = start + SNIPPET_CHARS
     if end >= len(plain):
         end = len(plain)
     else:
-        space = plain.rfind(" ", max(at + 1, start), end)
+        space = plain.rfind(" ", at + 1, end)
         end = space if space > at else end
-    return (
-        (Markup("…") if start > 0 else Markup(""))
-        + _mark(plain, folded, terms, start, end)
-        + (Markup("…") if end < len(plain) else Markup(""))
-    )
+    cut_before = start > 0 or clipped_before
+    cut_after = end < len(plain) or clipped_after
+    marked_part = _mark(plain, folded, terms, start, end).strip()
+    return Markup(("…" if cut_before else "") + marked_part + ("…" if cut_after else ""))
