@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from chatbot import create_app, database
+from chatbot.chat.search import search
 from chatbot.database import BASELINE, alembic_config, current_revision, head_revision
 from chatbot.extensions import db
 from chatbot.models import (
@@ -444,6 +445,13 @@ def test_a_previous_release_database_is_upgraded_with_its_data(database_url, app
             (7, 6, True),
             (8, 7, True),
         ]
+
+        # The search knows what was saved before it: titles, and the messages each shows (an
+        # interrupted reply too: its text is on the page).
+        assert [h.public_id for h in search("visitor-1", "battery")] == ["old-one"]
+        assert [h.public_id for h in search("visitor-1", "overnight")] == ["old-one"]
+        assert [h.public_id for h in search("visitor-1", "cracked")] == ["old-two"]
+        assert search("visitor-2", "battery") == []
 
         # New rows: ids go on after the old ones, and the fence holds on the upgraded table.
         assert add_reply(db.engine, 2, "complete") == 9
