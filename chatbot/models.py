@@ -23,10 +23,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     case,
+    event,
     false,
     or_,
     true,
 )
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
@@ -233,3 +236,145 @@ class SessionRecord(db.Model):  # type: ignore[name-defined]
         self.session_id = session_id
         self.data = data
         self.expiry = expiry
+
+
+# --- search (chat/search.py): what the models can't declare -----------------------------------
+#
+# SQLite: two FTS5 tables, kept in step by triggers. ``messages_fts`` holds the text of the
+# messages a conversation shows (``shown``) once they are written (not while a reply streams:
+# its ticks rewrite ``content`` every half second, and the triggers' WHEN clauses leave those
+# updates alone; the final save indexes the reply once). ``conversations_fts`` holds titles.
+# Each row also carries its owner (hex, one token), so a search reads one owner's postings only.
+# The FTS tables keep their own copy of the text (not ``content=``): a delete then needs only
+# the rowid, so a row can never be left behind by a delete that names the wrong old values.
+#
+# PostgreSQL: expression GIN indexes on the same rows, in a text search configuration of our
+# own: 'simple' (no stemming, no stop words: customers write English and Spanish, often in one
+# conversation) with unaccent first where the server has it, so "bateria" finds "batería" on
+# both databases.
+#
+# Both start-up paths make the same objects: ``create_all`` through the hook below, an older
+# database through migration 0005 (its own copy of these statements; tests/test_migrations.py
+# compares the two). A migration that rebuilds ``messages`` or ``conversations`` on SQLite
+# (batch mode) drops their triggers: it must create them again.
+
+SEARCH_CONFIG = "chatbot_search"
+SEARCH_TABLES = ("messages_fts", "conversations_fts")  # SQLite (each with its shadow tables)
+SEARCH_INDEXES = ("ix_messages_search", "ix_conversations_search")  # PostgreSQL
+
+# a message the search finds: on the shown path, written (a streaming reply is indexed when it ends)
+_SEARCHABLE = "{row}.shown AND {row}.status NOT IN ('streaming', 'stopping') AND {row}.content <> ''"
+
+SQLITE_SEARCH_DDL = (
+    "CREATE VIRTUAL TABLE messages_fts USING fts5(content, owner_key,"
+    " tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3')",
+    "CREATE VIRTUAL TABLE conversations_fts USING fts5(title, owner_key,"
+    " tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3')",
+    f"""CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+WHEN {_SEARCHABLE.format(row="new")}
+BEGIN
+  INSERT INTO messages_fts (rowid, content, owner_key)
+  SELECT new.id, new.content, hex(owner) FROM conversations WHERE id = new.conversation_id;
+END""",
+    f"""CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, shown, status ON messages
+WHEN ({_SEARCHABLE.format(row="old")}) OR ({_SEARCHABLE.format(row="new")})
+BEGIN
+  DELETE FROM messages_fts WHERE rowid = old.id;
+  INSERT INTO messages_fts (rowid, content, owner_key)
+  SELECT new.id, new.content, hex(owner) FROM conversations
+  WHERE id = new.conversation_id AND {_SEARCHABLE.format(row="new")};
+END""",
+    """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+BEGIN
+  DELETE FROM messages_fts WHERE rowid = old.id;
+END""",
+    """CREATE TRIGGER conversations_fts_insert AFTER INSERT ON conversations
+BEGIN
+  INSERT INTO conversations_fts (rowid, title, owner_key) VALUES (new.id, new.title, hex(new.owner));
+END""",
+    """CREATE TRIGGER conversations_fts_update AFTER UPDATE OF title ON conversations
+WHEN old.title IS NOT new.title
+BEGIN
+  DELETE FROM conversations_fts WHERE rowid = old.id;
+  INSERT INTO conversations_fts (rowid, title, owner_key) VALUES (new.id, new.title, hex(new.owner));
+END""",
+    """CREATE TRIGGER conversations_fts_delete AFTER DELETE ON conversations
+BEGIN
+  DELETE FROM conversations_fts WHERE rowid = old.id;
+END""",
+)
+
+
+def search_document(column: str) -> str:
+    """PostgreSQL: the text search document of a column, as the indexes have it (queries must
+    say the same to use them). '<' and '>' become spaces: the parser would otherwise drop
+    "<anything>" as an HTML tag, and all that follows a "<script>"."""
+    return f"to_tsvector('{SEARCH_CONFIG}', translate({column}, '<>', '  '))"
+
+
+POSTGRESQL_SEARCH_DDL = (
+    f"CREATE TEXT SEARCH CONFIGURATION {SEARCH_CONFIG} (COPY = pg_catalog.simple)",
+    f"CREATE INDEX ix_messages_search ON messages USING gin ({search_document('content')})"
+    " WHERE shown AND status NOT IN ('streaming', 'stopping')",
+    f"CREATE INDEX ix_conversations_search ON conversations USING gin ({search_document('title')})",
+)
+# (word types that may hold letters with accents: unaccent first, then 'simple' lowercases)
+POSTGRESQL_UNACCENT = (
+    f"ALTER TEXT SEARCH CONFIGURATION {SEARCH_CONFIG}"
+    " ALTER MAPPING FOR word, hword, hword_part WITH unaccent, simple"
+)
+
+
+def search_object(name: str | None) -> bool:
+    """Whether a database object belongs to the search (not declared in the models, so schema
+    comparisons leave it to their own check)."""
+    if not name:
+        return False
+    return name in SEARCH_INDEXES or any(name == t or name.startswith(t + "_") for t in SEARCH_TABLES)
+
+
+def _unaccent(conn: Connection) -> bool:
+    """Make the unaccent extension available (trusted since PostgreSQL 13: a database owner may);
+    False where the server lacks it or we may not (the search then folds case only)."""
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS unaccent")
+        return True
+    except DBAPIError:  # not installed on the server, or not ours to create: search still works
+        return False
+
+
+def create_search(conn: Connection) -> None:
+    """The search's tables, triggers, configuration and indexes, on a database whose tables were
+    just created from the models."""
+    if conn.dialect.name == "sqlite":
+        for statement in SQLITE_SEARCH_DDL:
+            conn.exec_driver_sql(statement)
+    elif conn.dialect.name == "postgresql":
+        unaccent = _unaccent(conn)
+        conn.exec_driver_sql(POSTGRESQL_SEARCH_DDL[0])
+        if unaccent:
+            conn.exec_driver_sql(POSTGRESQL_UNACCENT)
+        for statement in POSTGRESQL_SEARCH_DDL[1:]:
+            conn.exec_driver_sql(statement)
+
+
+def drop_search(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        for table in SEARCH_TABLES:
+            base = table.removesuffix("_fts")
+            for trigger in ("insert", "update", "delete"):
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {base}_fts_{trigger}")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    elif conn.dialect.name == "postgresql":  # (its indexes go with it)
+        conn.exec_driver_sql(f"DROP TEXT SEARCH CONFIGURATION IF EXISTS {SEARCH_CONFIG} CASCADE")
+
+
+@event.listens_for(Message.__table__, "after_create")
+def _after_create(target: Any, connection: Connection, **kw: Any) -> None:
+    create_search(connection)
+
+
+@event.listens_for(Message.__table__, "before_drop")
+def _before_drop(target: Any, connection: Connection, **kw: Any) -> None:
+    drop_search(connection)

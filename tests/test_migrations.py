@@ -35,9 +35,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from chatbot import create_app, database
+from chatbot.chat.search import search
 from chatbot.database import BASELINE, alembic_config, current_revision, head_revision
 from chatbot.extensions import db
-from chatbot.models import Conversation, Message, UTCDateTime
+from chatbot.models import (
+    SEARCH_CONFIG,
+    SEARCH_INDEXES,
+    SEARCH_TABLES,
+    Conversation,
+    Message,
+    UTCDateTime,
+    drop_search,
+    search_object,
+)
 
 from .conftest import PG_SERVER
 
@@ -68,8 +78,57 @@ def database_url(request, tmp_path):
 
 
 def model_differences(conn: Connection) -> list:
-    """What ``flask db migrate`` would write: the models against the database."""
-    return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata)
+    """What ``flask db migrate`` would write: the models against the database (leaving out, as
+    migrations/env.py does, the search's tables and indexes, which the models can't declare:
+    ``search_of`` compares those)."""
+    context = MigrationContext.configure(
+        conn,
+        opts={
+            "compare_type": True,
+            "include_object": lambda obj, name, type_, reflected, compare_to: not search_object(name),
+        },
+    )
+    return compare_metadata(context, db.metadata)
+
+
+def search_of(conn: Connection) -> dict:
+    """The search's own objects as the database holds them (normalised SQL): on SQLite the FTS5
+    tables and every trigger, on PostgreSQL the text search configuration and the indexes."""
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master"
+            " WHERE type = 'trigger' OR sql LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name"
+        ).all()
+        return {name: (type_, table, " ".join(sql.split())) for type_, name, table, sql in rows}
+    mapping = conn.execute(
+        text(
+            "SELECT tt.alias, string_agg(d.dictname, ',' ORDER BY m.mapseqno)"
+            " FROM pg_ts_config AS c JOIN pg_ts_config_map AS m ON m.mapcfg = c.oid"
+            " JOIN pg_ts_dict AS d ON d.oid = m.mapdict"
+            " JOIN ts_token_type(c.cfgparser) AS tt ON tt.tokid = m.maptokentype"
+            " WHERE c.cfgname = :config GROUP BY tt.alias ORDER BY tt.alias"
+        ),
+        {"config": SEARCH_CONFIG},
+    ).all()
+    indexes = conn.execute(
+        text("SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(:names) ORDER BY indexname"),
+        {"names": list(SEARCH_INDEXES)},
+    ).all()
+    return {"config": [tuple(m) for m in mapping], "indexes": [tuple(i) for i in indexes]}
+
+
+def assert_search_objects(conn: Connection) -> None:
+    """What the search needs is all there (the same on either path: see ``search_of``)."""
+    found = search_of(conn)
+    if conn.dialect.name == "sqlite":
+        names = {n for n, (type_, _, _) in found.items() if type_ == "trigger" and "_fts_" in n}
+        assert names == {
+            f"{t}_fts_{op}" for t in ("messages", "conversations") for op in ("insert", "update", "delete")
+        }
+        assert {n for n, (type_, _, _) in found.items() if type_ == "table"} == set(SEARCH_TABLES)
+    else:
+        assert [name for name, _ in found["indexes"]] == sorted(SEARCH_INDEXES)
+        assert dict(found["config"])["word"] in ("unaccent,simple", "simple")
 
 
 def schema_of(conn: Connection) -> dict:
@@ -113,6 +172,7 @@ def schema_of(conn: Connection) -> dict:
 
 
 def drop_everything(conn: Connection) -> None:
+    drop_search(conn)
     everything = MetaData()
     everything.reflect(conn)
     everything.drop_all(conn)
@@ -191,6 +251,7 @@ def test_migrations_from_nothing_build_what_the_models_declare(database_url, app
     with app.app_context():
         with db.engine.begin() as conn:
             from_the_models = schema_of(conn)
+            search_from_the_models = search_of(conn)
             drop_everything(conn)  # tables and alembic_version: the database is empty again
 
         flask_db_upgrade(app)  # every migration, from nothing
@@ -199,11 +260,15 @@ def test_migrations_from_nothing_build_what_the_models_declare(database_url, app
             assert current_revision(conn) == HEAD
             assert model_differences(conn) == []
             from_the_migrations = schema_of(conn)
+            search_from_the_migrations = search_of(conn)
+            assert_search_objects(conn)
         check = app.test_cli_runner().invoke(args=["db", "check"])  # env.py's own comparison
         assert check.exit_code == 0, check.output
-    assert set(from_the_migrations) == {"alembic_version", "conversations", "messages", "sessions"}
+    tables = {"alembic_version", "conversations", "messages", "sessions"}
+    assert {t for t in from_the_migrations if not search_object(t)} == tables
     for table, shape in from_the_models.items():
         assert from_the_migrations[table] == shape, table
+    assert search_from_the_migrations == search_from_the_models
 
 
 def test_startup_on_an_empty_database_ends_at_head(database_url, app_factory, monkeypatch):
@@ -217,6 +282,7 @@ def test_startup_on_an_empty_database_ends_at_head(database_url, app_factory, mo
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
             assert model_differences(conn) == []
             created = schema_of(conn)
+            assert_search_objects(conn)
         assert "ck_messages_status" in created["messages"]["checks"]
         columns, unique, where = created["messages"]["indexes"]["uq_messages_one_live_reply"]
         assert columns == ("conversation_id",) and unique and "streaming" in where and "stopping" in where
@@ -379,6 +445,13 @@ def test_a_previous_release_database_is_upgraded_with_its_data(database_url, app
             (7, 6, True),
             (8, 7, True),
         ]
+
+        # The search knows what was saved before it: titles, and the messages each shows (an
+        # interrupted reply too: its text is on the page).
+        assert [h.public_id for h in search("visitor-1", "battery")] == ["old-one"]
+        assert [h.public_id for h in search("visitor-1", "overnight")] == ["old-one"]
+        assert [h.public_id for h in search("visitor-1", "cracked")] == ["old-two"]
+        assert search("visitor-2", "battery") == []
 
         # New rows: ids go on after the old ones, and the fence holds on the upgraded table.
         assert add_reply(db.engine, 2, "complete") == 9

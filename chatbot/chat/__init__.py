@@ -32,4 +32,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-from . import export_views, views  # noqa: E402, F401  (routes register themselves on ``bp``)
+from . import export_views, search_views, views  # noqa: E402, F401  (routes register themselves on ``bp``)
