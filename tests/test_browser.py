@@ -1008,3 +1008,28 @@ def test_at_360_px_the_list_is_a_drawer(chat, fake_openai):
     expect(drawer).to_be_hidden()
     expect(page.locator(USER).locator(".message-body")).to_have_text("Battery drains fast")
     assert_no_js_errors(page)
+
+
+def test_search_filters_the_list_as_you_type(chat, fake_openai):
+    page = chat
+    fake_openai.will(Reply("Check the charging port for lint."), Reply("A cracked screen can be replaced."))
+    send_with_enter(page, "My phone won't charge")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    page.locator('[data-action="new-conversation"]').click()
+    expect(page.locator(ASSISTANT)).to_have_count(0)
+    send_with_enter(page, "Screen problem")
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    search = page.locator('#conversations input[type="search"][name="q"]')
+    search.press_sequentially("lin", delay=30)  # a word of the first conversation's answer, as typed
+    hits = page.locator("#search-results a[data-conversation-id]")
+    expect(hits).to_have_count(1)
+    expect(hits.first).to_contain_text("My phone won't charge")
+    expect(hits.first.locator("mark")).to_have_text("lint")  # (the word it matched)
+    expect(page.locator("#conversation-list")).to_be_hidden()
+    hits.first.click()
+    expect(page.locator(USER).locator(".message-body")).to_have_text("My phone won't charge")
+    search.fill("")
+    search.press("Enter")
+    expect(page.locator("#conversation-list")).to_be_visible()
+    expect(page.locator("#conversation-list a[data-conversation-id]")).to_have_count(2)
+    assert_no_js_errors(page)

@@ -476,6 +476,11 @@
     }
   }, true);
 
+  // The search box searches as you type (htmx, on the field): Enter doesn't leave the page.
+  document.addEventListener("submit", (e) => {
+    if (e.target.matches && e.target.matches(".sidebar-search")) e.preventDefault();
+  });
+
   // Rename in the row: the name becomes a field (Enter saves, Esc cancels); the server answers
   // with the row as it now is.
   const endRename = (row, focus) => {
