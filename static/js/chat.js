@@ -476,6 +476,16 @@
     }
   }, true);
 
+  // Back and Forward load the page of that address afresh (htmx, history "reload"); should an
+  // entry come back still showing another conversation, reload it here.
+  window.addEventListener("popstate", () => {
+    setTimeout(() => {
+      const match = location.pathname.match(/^\/c\/([^/]+)$/);
+      const chat = document.getElementById("chat");
+      if (match && chat && chat.dataset.conversationId !== match[1]) location.reload();
+    }, 400);
+  });
+
   // The search box searches as you type (htmx, on the field): Enter doesn't leave the page.
   document.addEventListener("submit", (e) => {
     if (e.target.matches && e.target.matches(".sidebar-search")) e.preventDefault();
