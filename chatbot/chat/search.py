@@ -14,8 +14,9 @@ whole word (a prefix of one letter would read most of the index).
 The order: newest match first. A conversation ranks by its most recent matching message, or by
 its last update when its title matches: the conversation where you last said those words comes
 first, as the list itself shows the conversation you last used first. Relevance (bm25) would rank
-every match before showing any; newest-first lets the search stop reading as soon as a page is
-full, so a common word in thousands of conversations costs about what a rare one does.
+every match before showing any; newest-first lets SQLite stop reading as soon as a page is full,
+so a common word in thousands of conversations costs about what a rare one does. (PostgreSQL
+reads all of the owner's matches from its index, then keeps a page: bench/search.py.)
 
 The snippet: made here, from the matching message's text, the same way on both databases:
 everything from the database is escaped, and the only markup is the ``<mark>`` this module
@@ -133,13 +134,14 @@ def _tsquery(terms: Sequence[Term]) -> str:
 
 _MESSAGE_HIT = (column("id", Integer), column("conversation_id", Integer), column("at", UTCDateTime))
 _TITLE_HIT = (column("id", Integer), column("at", UTCDateTime))
-# The owner's matching messages, newest first (read only as far as a page needs). CROSS JOIN:
-# the full-text match first, always (SQLite's planner would otherwise walk the owner's
+# The owner's matching messages, newest first (read only as far as a page needs): the match
+# reads the owner's postings only, and the owner is checked again on the conversation. CROSS
+# JOIN: the full-text match first, always (SQLite's planner would otherwise walk the owner's
 # conversations and run the match again for each).
 _SQLITE_MESSAGES = text(
     "SELECT f.rowid AS id, m.conversation_id, m.timestamp AS at FROM messages_fts AS f"
-    " CROSS JOIN messages AS m ON m.id = f.rowid"
-    " WHERE messages_fts MATCH :match ORDER BY f.rowid DESC"
+    " CROSS JOIN messages AS m ON m.id = f.rowid CROSS JOIN conversations AS c ON c.id = m.conversation_id"
+    " WHERE messages_fts MATCH :match AND c.owner = :owner ORDER BY f.rowid DESC"
 ).columns(*_MESSAGE_HIT)
 _SQLITE_TITLES = text(
     "SELECT c.id, c.updated_at AS at FROM conversations_fts AS f"
@@ -189,7 +191,7 @@ def search(owner: str | None, q: str | None, limit: int = 50, offset: int = 0) -
         titles = conn.execute(_SQLITE_TITLES, {"match": _fts5_query(terms, "title", owner), "owner": owner})
         messages = conn.execute(
             _SQLITE_MESSAGES,
-            {"match": _fts5_query(terms, "content", owner)},
+            {"match": _fts5_query(terms, "content", owner), "owner": owner},
             execution_options={"yield_per": 100},  # (rows fetched as the merge reads them)
         )
     else:
