@@ -181,14 +181,7 @@ def earlier(public_id: str) -> Any:
     if not is_htmx():
         return redirect(url_for("chat.show", public_id=public_id, before=before), 303)
     messages, has_more = queries.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
-    return render_template(
-        "chat/_earlier.html",
-        conversation=conversation,
-        messages=messages,
-        versions=queries.versions_of(conversation.id, messages),
-        has_more=has_more,
-        last_id=None,
-    )
+    return _message_list(conversation, messages, has_more, last_id=None)
 
 
 @bp.get("/conversations")
@@ -404,13 +397,20 @@ def version(public_id: str, message_id: int) -> Any:
         messages, has_more = queries.messages_since(conversation, min(since, target))
     else:
         messages, has_more = queries.messages_of(conversation, None, current_app.config["PAGE_MESSAGES"])
+    return _message_list(conversation, messages, has_more, last_id=messages[-1].id if messages else None)
+
+
+def _message_list(
+    conversation: Conversation, messages: list[Message], has_more: bool, last_id: int | None
+) -> str:
+    """Messages (with their versions) and, above them, the link to earlier ones: the list's markup."""
     return render_template(
         "chat/_earlier.html",
         conversation=conversation,
         messages=messages,
         versions=queries.versions_of(conversation.id, messages),
         has_more=has_more,
-        last_id=messages[-1].id if messages else None,
+        last_id=last_id,
     )
 
 
