@@ -64,6 +64,16 @@ def send_with_enter(page, text: str) -> None:
     box.press("Enter")
 
 
+def two_conversations(page, first: str, second: str) -> None:
+    """Two conversations, each with one answered message; the second one open."""
+    send_with_enter(page, first)
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    page.locator('[data-action="new-conversation"]').click()
+    expect(page.locator(ASSISTANT)).to_have_count(0)  # (the empty chat is in before typing)
+    send_with_enter(page, second)
+    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+
+
 def assert_no_js_errors(page, allow_422: bool = False, allow_4xx: bool = False) -> None:
     assert page.page_errors == [], page.page_errors
     assert page.evaluate("window.__csp") == [], "CSP violations"
@@ -937,12 +947,7 @@ def test_the_sidebar_switches_conversations_in_place_with_back_forward_and_reloa
 
 def test_rename_in_the_row_and_delete_with_a_confirmation_that_names_it(chat, fake_openai):
     page = chat
-    send_with_enter(page, "Battery drains fast")
-    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
-    page.locator('[data-action="new-conversation"]').click()
-    expect(page.locator(ASSISTANT)).to_have_count(0)
-    send_with_enter(page, "Cracked screen")
-    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    two_conversations(page, "Battery drains fast", "Cracked screen")
     rows = page.locator("#conversations li[data-row]")
     expect(rows).to_have_count(2)
 
@@ -982,12 +987,7 @@ def test_rename_in_the_row_and_delete_with_a_confirmation_that_names_it(chat, fa
 
 def test_at_360_px_the_list_is_a_drawer(chat, fake_openai):
     page = chat
-    send_with_enter(page, "Battery drains fast")
-    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
-    page.locator('[data-action="new-conversation"]').click()
-    expect(page.locator(ASSISTANT)).to_have_count(0)
-    send_with_enter(page, "Cracked screen")
-    expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
+    two_conversations(page, "Battery drains fast", "Cracked screen")
     page.set_viewport_size({"width": 360, "height": 740})
     drawer, menu = page.locator("#conversations"), page.locator('[data-action="conversations"]')
     expect(drawer).to_be_hidden()
