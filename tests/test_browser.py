@@ -934,12 +934,13 @@ def test_the_sidebar_switches_conversations_in_place_with_back_forward_and_reloa
         "About the battery.",
         "Still draining",
     ]
+    # Back and Forward load that address's page afresh (a reload: slow on a busy machine)
     page.go_back()
     expect(page).to_have_url(second_url)
-    expect(page.locator(ASSISTANT)).to_contain_text("About the screen.")
+    expect(page.locator(ASSISTANT)).to_contain_text("About the screen.", timeout=15_000)
     page.go_forward()
     expect(page).to_have_url(first_url)
-    expect(page.locator(ASSISTANT).last).to_contain_text("More on the battery.")
+    expect(page.locator(ASSISTANT).last).to_contain_text("More on the battery.", timeout=15_000)
     page.reload()
     expect(page.locator('#conversations a[aria-current="page"]')).to_contain_text("Battery drains fast")
     assert_no_js_errors(page)
