@@ -478,13 +478,14 @@
 
   // Back and Forward load the page of that address afresh (htmx, history "reload"); should an
   // entry come back still showing another conversation, reload it here.
-  window.addEventListener("popstate", () => {
-    setTimeout(() => {
-      const match = location.pathname.match(/^\/c\/([^/]+)$/);
-      const chat = document.getElementById("chat");
-      if (match && chat && chat.dataset.conversationId !== match[1]) location.reload();
-    }, 400);
-  });
+  const showsItsAddress = () => {
+    const match = location.pathname.match(/^\/c\/([^/]+)$/);
+    const chat = document.getElementById("chat");
+    if (match && chat && chat.dataset.conversationId !== match[1]) location.reload();
+  };
+  window.addEventListener("popstate", () => setTimeout(showsItsAddress, 400));
+  // (a page brought back from the browser's back-forward cache shows what it showed when left)
+  window.addEventListener("pageshow", (e) => { if (e.persisted) showsItsAddress(); });
 
   // The search box searches as you type (htmx, on the field): Enter doesn't leave the page.
   document.addEventListener("submit", (e) => {
