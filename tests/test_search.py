@@ -317,8 +317,26 @@ def test_an_empty_query_answers_nothing_to_show(client, app, fake_openai):
     assert client.get("/conversations/search?q=battery&offset=abc").status_code == 200
     assert client.get("/conversations/search?q=battery&offset=99999999999999999999").status_code == 200
     assert found(client, "battery")  # and without htmx: the same rows
-    plain = client.get("/conversations/search?q=battery")
-    assert plain.status_code == 200 and "search-hit" in plain.get_data(as_text=True)
+
+
+def test_without_javascript_the_search_is_a_page_with_its_form_rows_and_more(client, app, fake_openai, monkeypatch):
+    first = start(client, fake_openai, "Battery drains fast", "Check the battery health.")
+    second = start(client, fake_openai, "Battery swells", "Stop using it and visit a repair centre.")
+    monkeypatch.setattr(search_views, "PAGE", 1)
+
+    page = client.get("/conversations/search?q=battery").get_data(as_text=True)
+    assert page.startswith("<!doctype html>") and "<title>“battery” · Search" in page
+    assert 'name="q" value="battery"' in page  # the words stay in the box to change them
+    assert [cid for _, cid in ROW.findall(page)] == [second]
+    more = re.search(r'<a href="(/conversations/search\?[^"]+)">More results</a>', page).group(1)
+    rest = client.get(more.replace("&amp;", "&")).get_data(as_text=True)
+    assert rest.startswith("<!doctype html>") and [cid for _, cid in ROW.findall(rest)] == [first]
+    assert 'href="/"' in rest  # and a way back to the chat
+
+    nothing = client.get("/conversations/search?q=zzzz").get_data(as_text=True)
+    assert "No conversations match “zzzz”." in nothing and 'value="zzzz"' in nothing
+    empty = client.get("/conversations/search").get_data(as_text=True)
+    assert empty.startswith("<!doctype html>") and "search-hit" not in empty
 
 
 # --- the pieces --------------------------------------------------------------------------------------
