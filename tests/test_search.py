@@ -319,7 +319,9 @@ def test_an_empty_query_answers_nothing_to_show(client, app, fake_openai):
     assert found(client, "battery")  # and without htmx: the same rows
 
 
-def test_without_javascript_the_search_is_a_page_with_its_form_rows_and_more(client, app, fake_openai, monkeypatch):
+def test_without_javascript_the_search_is_a_page_with_its_form_rows_and_more(
+    client, app, fake_openai, monkeypatch
+):
     first = start(client, fake_openai, "Battery drains fast", "Check the battery health.")
     second = start(client, fake_openai, "Battery swells", "Stop using it and visit a repair centre.")
     monkeypatch.setattr(search_views, "PAGE", 1)
