@@ -37,6 +37,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         database,
         errors,
         health,
+        i18n,
         llm,
         logs,
         ratelimit,
@@ -51,6 +52,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app)
     database.init_app(app)
     sessions.init_app(app)
+    i18n.init_app(app)
     llm.init_app(app)
     rendering.init_app(app)
     errors.init_app(app)
