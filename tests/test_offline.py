@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from chatbot.llm.offline import DATASET, FALLBACK, answer, fold, language
+from chatbot.language import fold, language
+from chatbot.llm.offline import DATASET, FALLBACK, answer
 
 from .helpers import all_messages, conversation_id_from, parse_sse, send
 

@@ -15,7 +15,6 @@ import json
 import math
 import re
 import threading
-import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..language import language, words
 from .base import Event, Finish, Text, Usage
 
 DATASET = Path(__file__).resolve().parent.parent / "data" / "phone_support.jsonl"
@@ -44,16 +44,6 @@ STOP = set(
     """.split()
 )
 
-SPANISH_HINTS = set(
-    "el la los las de del que por para con como mi mis tengo esta esto pero porque cuando donde "
-    "puedo quiero necesito telefono celular movil bateria pantalla hola gracias ayuda "
-    "funciona carga tiene sale hago".split()
-)
-ENGLISH_HINTS = set(
-    "the my is it to and how can what why does phone battery screen hello thanks help not "
-    "working charge i".split()
-)
-
 FALLBACK = {
     "es": (
         "No encontré una respuesta para eso en mi guía. Puedo ayudarte con: batería y carga, "
@@ -70,29 +60,9 @@ FALLBACK = {
     ),
 }
 
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def fold(text: str) -> str:
-    """Lower case without accents: "Batería" -> "bateria"."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(fold(text))
-
 
 def stems(text: str) -> list[str]:
     return [w[:5] for w in words(text) if w not in STOP and len(w) > 1]
-
-
-def language(text: str) -> str:
-    """'es' or 'en', by a count of common words and Spanish-only letters."""
-    ws = words(text)
-    es = sum(w in SPANISH_HINTS for w in ws) + 2 * sum(c in "ñ¿¡áéíóú" for c in text.lower())
-    en = sum(w in ENGLISH_HINTS for w in ws)
-    return "es" if es > en else "en"
 
 
 @dataclass(slots=True)
