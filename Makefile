@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint serve bench clean
+.PHONY: run test lint serve bench clean translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,11 @@ bench: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# After changing marked strings: refresh the catalog template and the Spanish catalog (then
+# translate the new entries in chatbot/translations/es/LC_MESSAGES/messages.po).
+translations: $(VENV)/.installed-run
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k N_ --sort-output --add-location=file \
+		-o chatbot/translations/messages.pot .
+	$(BIN)/pybabel update -i chatbot/translations/messages.pot -d chatbot/translations \
+		--no-fuzzy-matching --width 110

@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException, SecurityError, ServiceUnavailable
 
 from . import ratelimit
 from .extensions import db
+from .i18n import N_, _, ngettext, number
 
 bp = Blueprint("errors", __name__)
 
@@ -20,15 +21,15 @@ def http_error(error: HTTPException) -> tuple[str, int]:
     if isinstance(error, SecurityError):  # an untrusted Host: no URLs can be built for it
         return f"{error.description}\n", code
     if code == 413:  # never echo what was sent: it may be megabytes
-        error.description = (
-            f"That was too much to send at once. A message can be up to "
-            f"{current_app.config['MAX_MESSAGE_CHARS']:,} characters."
+        error.description = _(
+            "That was too much to send at once. A message can be up to %(limit)s characters.",
+            limit=number(current_app.config["MAX_MESSAGE_CHARS"]),
         )
     if code >= 500:
         db.session.rollback()  # whatever failed must not leave a broken transaction behind
     if request.headers.get("HX-Request") == "true":  # lands in the composer's error line
         return render_template("chat/_composer_error.html", error=error.description), code
-    return render_template("error.html", error=error), code
+    return render_template("error.html", error=error, error_name=error_name), code
 
 
 @bp.app_errorhandler(OperationalError)
@@ -38,14 +39,14 @@ def database_busy(error: OperationalError) -> tuple[str, int]:
     current_app.logger.warning("database unavailable on %s %s: %s", request.method, request.path, error.orig)
     db.session.rollback()
     session.modified = False  # the session's own write would fail the same way: skip it this time
-    return http_error(ServiceUnavailable("The service is busy right now. Please try again in a moment."))
+    return http_error(ServiceUnavailable(_("The service is busy right now. Please try again in a moment.")))
 
 
 def redis_unavailable(error: Exception) -> tuple[str, int]:
     """Redis (sessions) doesn't answer: say so plainly, as for the database."""
     current_app.logger.warning("redis unavailable on %s %s: %s", request.method, request.path, error)
     db.session.rollback()
-    return http_error(ServiceUnavailable("The service is busy right now. Please try again in a moment."))
+    return http_error(ServiceUnavailable(_("The service is busy right now. Please try again in a moment.")))
 
 
 @bp.app_errorhandler(429)
@@ -53,8 +54,13 @@ def too_many_requests(error: TooManyRequests) -> Response:
     """A rate limit (``ratelimit.py``): when to try again, in the composer's error line or on a
     page, and in ``Retry-After``. The route never ran: nothing was saved, no session issued."""
     seconds = ratelimit.retry_after() or 60  # (a 429 from elsewhere: a minute is a fair guess)
-    doing = "sending messages" if ratelimit.limited_messages() else "clicking"
-    error.description = f"You're {doing} very fast. Please wait {_duration(seconds)} and try again."
+    wait = _duration(seconds)
+    if ratelimit.limited_messages():
+        error.description = _(
+            "You're sending messages very fast. Please wait %(wait)s and try again.", wait=wait
+        )
+    else:
+        error.description = _("You're clicking very fast. Please wait %(wait)s and try again.", wait=wait)
     response = make_response(http_error(error))
     response.headers["Retry-After"] = str(seconds)
     return response
@@ -63,10 +69,31 @@ def too_many_requests(error: TooManyRequests) -> Response:
 def _duration(seconds: int) -> str:
     """42 seconds, 5 minutes, 3 hours (rounded up: never sooner than the limit allows)."""
     if seconds < 120:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
+        return ngettext("%(num)s second", "%(num)s seconds", seconds)
     if seconds < 2 * 3600:
-        return f"{-(-seconds // 60)} minutes"
-    return f"{-(-seconds // 3600)} hours"
+        return ngettext("%(num)s minute", "%(num)s minutes", -(-seconds // 60))
+    return ngettext("%(num)s hour", "%(num)s hours", -(-seconds // 3600))
+
+
+# The headings of error pages (werkzeug's names are English)
+STATUS_NAMES = {
+    400: N_("Bad request"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    405: N_("Not allowed"),
+    409: N_("Conflict"),
+    411: N_("Length required"),
+    413: N_("Too much at once"),
+    422: N_("Can't send that"),
+    429: N_("Too many requests"),
+    500: N_("Something went wrong"),
+    503: N_("Busy right now"),
+}
+
+
+def error_name(error: HTTPException) -> str:
+    name = STATUS_NAMES.get(error.code or 500)
+    return _(name) if name else str(error.name)
 
 
 def init_app(app: Flask) -> None:

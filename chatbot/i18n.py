@@ -1,25 +1,73 @@
 """Two languages: the interface in English and Spanish (Flask-Babel).
 
-The language of a request is the visitor's choice (the switcher's cookie), else the best match of
-``Accept-Language``, else English. Strings are marked with ``_`` (``gettext``) in Python and
-templates; the Spanish catalog is ``chatbot/translations/es/LC_MESSAGES/messages.po``.
+- The language of a request is the visitor's choice (the switcher's cookie, a year), else the
+  best match of ``Accept-Language``, else English; ``<html lang>`` follows. Outside a request
+  (the CLI, a reply written after its page left) strings stay English.
+- Strings are marked with ``_`` in Python and templates. Text stored before it is shown (a failed
+  reply's line, written by a turn that may have no page any more) is stored in English, marked
+  with ``N_`` for the catalog, and translated when shown (``_(stored)``).
+- The browser's strings (chat.js) come from the page: ``js_strings()`` in a JSON block.
+- The Spanish catalog is ``chatbot/translations/es/LC_MESSAGES/messages.po``. Building the
+  package compiles it (setup.py); a checkout whose compiled catalog is missing or older than the
+  ``.po`` compiles it in memory at start-up, so an edited translation shows on the next start.
 """
 
 from __future__ import annotations
 
-from flask import Flask, request
-from flask_babel import Babel, get_locale, ngettext
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
+import io
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import flask_babel
+from babel.dates import format_date, format_time, format_timedelta
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import Translations
+from flask import Blueprint, Flask, abort, has_request_context, redirect, request
+from flask_babel import Babel, get_locale
+from werkzeug.wrappers import Response
+
+from .language import detect
 
 LANGUAGES = {"en": "English", "es": "Español"}
 DEFAULT = "en"
 COOKIE = "chatbot_lang"
+COOKIE_SECONDS = 365 * 24 * 3600
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
-__all__ = ["COOKIE", "LANGUAGES", "_", "_l", "init_app", "language", "ngettext"]
+__all__ = ["COOKIE", "LANGUAGES", "N_", "_", "_l", "init_app", "language", "ngettext", "number"]
+
+log = logging.getLogger(__name__)
+bp = Blueprint("i18n", __name__)
+
+
+def _(text: str, **variables: Any) -> str:
+    """``text`` in the page's language (``%(name)s`` placeholders filled from ``variables``)."""
+    return str(flask_babel.gettext(text, **variables))
+
+
+def _l(text: str, **variables: Any) -> Any:
+    """``_`` when the string is used (for a constant defined before any request)."""
+    return flask_babel.lazy_gettext(text, **variables)
+
+
+def ngettext(singular: str, plural: str, num: int, **variables: Any) -> str:
+    """The singular or the plural of the page's language for ``num`` (``%(num)s`` is filled)."""
+    return str(flask_babel.ngettext(singular, plural, num, **variables))
+
+
+def N_(text: str) -> str:
+    """Marks ``text`` for the catalog, untranslated: it is stored, and translated when shown."""
+    return text
 
 
 def select_locale() -> str:
+    if not has_request_context():
+        return DEFAULT
     chosen = request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return chosen
@@ -28,8 +76,150 @@ def select_locale() -> str:
 
 def language() -> str:
     """The language of this request's page ("en" or "es")."""
-    return str(get_locale() or DEFAULT)
+    locale = get_locale()
+    return locale.language if locale is not None else DEFAULT
+
+
+# --- dates ---------------------------------------------------------------------------------------
+
+
+def ago(when: datetime, now: datetime | None = None) -> str:
+    """A short relative time in the page's language: "just now", "5 minutes ago", "yesterday",
+    "4 days ago", then the date ("3 Nov" / "3 nov"; with the year when it isn't this one)."""
+    now = now or datetime.now(UTC)
+    locale = language()
+    seconds = (now - when).total_seconds()
+    if seconds < 60:
+        return _("just now")
+    days = (now.date() - when.astimezone(UTC).date()).days
+    if seconds < 3600 or days == 0:
+        unit: Literal["minute", "hour"] = "minute" if seconds < 3600 else "hour"
+        return format_timedelta(
+            when - now, granularity=unit, threshold=2, add_direction=True, format="short", locale=locale
+        )
+    if days == 1:
+        return _("yesterday")
+    if days < 7:
+        return format_timedelta(when - now, granularity="day", add_direction=True, locale=locale)
+    return format_date(when, "d MMM" if when.year == now.year else "d MMM y", locale=locale)
+
+
+def day_label(when: datetime, today: datetime | None = None) -> str:
+    """A day separator's words: "Today", "Yesterday" or the date ("Monday, 3 November 2026")."""
+    today = today or datetime.now(UTC)
+    days = (today.date() - when.astimezone(UTC).date()).days
+    if days == 0:
+        return _("Today")
+    if days == 1:
+        return _("Yesterday")
+    return format_date(when, "full", locale=language())
+
+
+def number(value: int) -> str:
+    """A count as the page's language writes it ("8,000" / "8000"; "12,000" / "12.000")."""
+    return format_decimal(value, locale=language())
+
+
+def clock(when: datetime) -> str:
+    """The time of day ("10:42"), as the page shows it before the browser makes it local."""
+    return format_time(when, "HH:mm", locale=language())
+
+
+def message_lang(message: Any) -> str | None:
+    """A message's language, when known: an answer's was noted when it was saved; a customer's
+    (short) is told from its words. None: the page's own."""
+    meta = message.meta or {}
+    if "lang" in meta:
+        return str(meta["lang"])
+    return detect(message.content) if message.is_user and message.content else None
+
+
+# --- the browser's strings -------------------------------------------------------------------------
+
+
+def js_strings() -> dict[str, str]:
+    """What chat.js writes on the page, in the page's language (keyed by the English text)."""
+    english = (
+        N_("Please wait for the reply to finish, or stop it, then send again."),
+        N_("Edit your message"),
+        N_("Send"),
+        N_("Cancel"),
+        N_("The earlier version is kept (‹ › to switch back)."),
+        N_("We couldn't reach the server. Your message is still here: please send it again in a moment."),
+        N_("You're offline. Your message is still here: send it again once you're back online."),
+        N_("We couldn't reach the server. Please try again in a moment."),
+        N_("You're offline. Please try again once you're back online."),
+        N_("Connection lost — reconnecting…"),
+        N_("We can't reach the server right now. We'll keep trying; or reload the page later."),
+        N_("Copied"),
+        N_("Couldn't copy"),
+        N_("Phone support"),
+        N_("New name for this conversation"),
+    )
+    return {text: _(text) for text in english}
+
+
+# --- the switcher ------------------------------------------------------------------------------------
+
+
+@bp.post("/language")
+def choose_language() -> Response:
+    """The switcher: remember the language in a cookie (no session needed) and go back."""
+    chosen = request.form.get("lang", "")
+    if chosen not in LANGUAGES:
+        abort(400, description=_("Choose English or Español."))
+    response = redirect(_back_to(request.form.get("next", "")), 303)
+    response.set_cookie(
+        COOKIE, chosen, max_age=COOKIE_SECONDS, samesite="Lax", httponly=True, secure=request.is_secure
+    )
+    return response
+
+
+def _back_to(target: str) -> str:
+    """Where the switcher was used: a path on this site only (never another site's address)."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return "/"
+    return target
+
+
+# --- compiled catalogs ---------------------------------------------------------------------------------
+
+
+def _catalogs_from_po(babel: Babel) -> None:
+    """A catalog whose compiled ``.mo`` is missing or older than its ``.po`` (a checkout, an edit
+    since the last install) is compiled here, in memory."""
+    for po in sorted(TRANSLATIONS.glob("*/LC_MESSAGES/messages.po")):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue  # (Flask-Babel loads it)
+        with po.open("rb") as source:
+            catalog = read_po(source)
+        compiled = io.BytesIO()
+        write_mo(compiled, catalog)
+        compiled.seek(0)
+        locale = po.parent.parent.name
+        babel.domain_instance.cache[locale, "messages"] = Translations(compiled, domain="messages")
+        log.debug("compiled the %s catalog from %s", locale, po)
 
 
 def init_app(app: Flask) -> None:
-    Babel(app, locale_selector=select_locale, default_domain="messages")
+    babel = Babel(app, locale_selector=select_locale, default_domain="messages")
+    with app.app_context():
+        _catalogs_from_po(babel)
+    app.register_blueprint(bp)
+
+    @app.context_processor
+    def languages() -> dict[str, Any]:
+        return {
+            "page_language": language(),
+            "languages": LANGUAGES,
+            "js_strings": js_strings,
+            "message_lang": message_lang,
+        }
+
+    app.add_template_filter(ago, "ago")
+    app.add_template_filter(day_label, "day_label")
+    app.add_template_filter(clock, "clock")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import nh3
@@ -200,26 +199,6 @@ def render_streaming(text: str) -> Update:
     return StreamingMarkdown().feed(text)
 
 
-def ago(when: datetime, now: datetime | None = None) -> str:
-    """A short relative time: "just now", "5 min ago", "3 h ago", "yesterday", "4 days ago",
-    then the date."""
-    now = now or datetime.now(UTC)
-    seconds = (now - when).total_seconds()
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min ago"
-    days = (now.date() - when.astimezone(UTC).date()).days
-    if days == 0:
-        return f"{int(seconds // 3600)} h ago"
-    if days == 1:
-        return "yesterday"
-    if days < 7:
-        return f"{days} days ago"
-    return when.strftime("%-d %b %Y") if when.year != now.year else when.strftime("%-d %b")
-
-
 def init_app(app: Flask) -> None:
     app.add_template_filter(render_markdown, "markdown")
-    app.add_template_filter(ago, "ago")
     app.add_template_filter(render_streaming, "markdown_so_far")

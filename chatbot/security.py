@@ -21,6 +21,8 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
+from .i18n import _, _l
+
 CSP = "; ".join(
     [
         "default-src 'self'",
@@ -37,7 +39,7 @@ CSP = "; ".join(
 )
 PERMISSIONS = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CROSS_SITE = "This request came from another website, so it was refused. Please use the chat page itself."
+CROSS_SITE = _l("This request came from another website, so it was refused. Please use the chat page itself.")
 
 
 HEADERS = (
@@ -76,7 +78,7 @@ def refuse_other_sites() -> None:
         abort(403, description=CROSS_SITE)
 
 
-STALE = "This page is out of date (its security token has expired). Please reload it and try again."
+STALE = _l("This page is out of date (its security token has expired). Please reload it and try again.")
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -102,7 +104,7 @@ def check_body() -> None:
     if request.method in SAFE_METHODS:
         return
     if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
-        abort(411, description="Please send the request with its length (Content-Length).")
+        abort(411, description=_("Please send the request with its length (Content-Length)."))
     fields = len(list(request.form.items(multi=True))) + len(list(request.files.items(multi=True)))
     if fields > int(current_app.config["MAX_FORM_PARTS"]):
         abort(413)

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, select
 from werkzeug.exceptions import ServiceUnavailable
 
 from .extensions import db, rowcount
+from .i18n import _l
 from .models import SessionRecord
 
 
@@ -91,7 +92,7 @@ class DatabaseSessionInterface(SqlAlchemySessionInterface):
 
 
 SESSIONS_DOWN = "chatbot.sessions_down"  # request.environ: the session store didn't answer
-BUSY = "The service is busy right now. Please try again in a moment."
+BUSY = _l("The service is busy right now. Please try again in a moment.")
 
 
 class RedisSessions(RedisSessionInterface):

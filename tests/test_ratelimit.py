@@ -85,7 +85,7 @@ def assert_too_fast(response, *, htmx: bool = True, unit: str = "seconds", at_mo
     if htmx:  # the composer's one line, nothing else
         assert text.strip() == found[0]
     else:  # a page of its own
-        assert "<html" in text and "Too Many Requests" in text and 'href="/"' in text
+        assert "<html" in text and "Too many requests" in text and 'href="/"' in text
     return wait
 
 

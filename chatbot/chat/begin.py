@@ -14,6 +14,7 @@ from sqlalchemy import JSON, Float, Integer, String, bindparam, func, insert, li
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db, rowcount
+from ..i18n import _, _l, number
 from ..models import (
     DEFAULT_TITLE,
     LIVE,
@@ -30,17 +31,19 @@ from ..models import (
 from . import holder, queries, replies
 from .conversations import title_from
 
-BUSY = (
+BUSY = _l(
     "The assistant is still answering in this conversation. "
     "Wait for the reply to finish, or stop it, then send again."
 )
-STALE = "This conversation changed in another tab or window. Please reload the page to see it as it is now."
+STALE = _l(
+    "This conversation changed in another tab or window. Please reload the page to see it as it is now."
+)
 
 
 class TurnRefused(Exception):
     """The request can't start a turn; ``message`` is shown to the user, ``status`` is HTTP's."""
 
-    def __init__(self, message: str, status: int = 422):
+    def __init__(self, message: Any, status: int = 422):  # (a string, or a lazy one: BUSY, STALE)
         super().__init__(message)
         self.message = message
         self.status = status
@@ -121,10 +124,14 @@ def clean_content(content: str | None, max_chars: int) -> str:
     text = (content or "").replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub("", text).strip()
     if not any(not ch.isspace() and unicodedata.category(ch) not in _INVISIBLE for ch in text):
-        raise TurnRefused("Please type a message first.")
+        raise TurnRefused(_("Please type a message first."))
     if len(text) > max_chars:
         raise TurnRefused(
-            f"Your message is {len(text):,} characters long; the limit is {max_chars:,}. Please shorten it."
+            _(
+                "Your message is %(length)s characters long; the limit is %(limit)s. Please shorten it.",
+                length=number(len(text)),
+                limit=number(max_chars),
+            )
         )
     return text
 
@@ -241,7 +248,7 @@ def begin_edit(conversation: Conversation, message_id: int, content: str | None,
     version and the conversation that followed it are kept, set aside."""
     edited = queries.message_in(conversation, message_id)
     if edited is None or not edited.is_user:
-        raise TurnRefused("Only a message of yours in this conversation can be edited.", 409)
+        raise TurnRefused(_("Only a message of yours in this conversation can be edited."), 409)
     if not edited.shown:
         raise TurnRefused(STALE, 409)
     text = clean_content(content, settings.max_chars)
@@ -265,7 +272,7 @@ def begin_regenerate(conversation: Conversation, reply_id: int, settings: Settin
     """Another answer to the latest question: the answer it replaces is kept, set aside."""
     last = queries.latest_message(conversation.id)
     if last is None or last.id != reply_id or last.is_user:
-        raise TurnRefused("Only the latest answer can be regenerated.", 409)
+        raise TurnRefused(_("Only the latest answer can be regenerated."), 409)
     if last.status in LIVE:
         raise TurnRefused(BUSY, 409)
     return _insert_with_sweep(conversation.owner, conversation, None, settings, Fork(last.id, last.parent_id))
@@ -324,8 +331,10 @@ def _insert_turn(
         if cid is None:
             db.session.rollback()
             raise TurnRefused(
-                f"You have reached the limit of {settings.max_conversations:,} conversations. "
-                "Please continue one of them."
+                _(
+                    "You have reached the limit of %(limit)s conversations. Please continue one of them.",
+                    limit=number(settings.max_conversations),
+                )
             )
         ref = ConversationRef(cid, ref.public_id, ref.title)
     else:
@@ -344,8 +353,11 @@ def _insert_turn(
         if rowcount(room) != 1:
             db.session.rollback()
             raise TurnRefused(
-                f"This conversation has reached its limit of {settings.max_messages:,} messages. "
-                "Please start a new conversation."
+                _(
+                    "This conversation has reached its limit of %(limit)s messages. "
+                    "Please start a new conversation.",
+                    limit=number(settings.max_messages),
+                )
             )
         ref = ConversationRef(conversation.id, conversation.public_id, title)
     token = holder.new_token()
@@ -385,9 +397,9 @@ def _insert_turn(
 
 
 def _too_many_live(settings: Settings) -> str:
-    return (
-        f"You already have {settings.max_live} replies being written. "
-        "Please wait for one to finish, then send again."
+    return _(
+        "You already have %(count)s replies being written. Please wait for one to finish, then send again.",
+        count=settings.max_live,
     )
 
 
@@ -395,7 +407,7 @@ def begin_retry(conversation: Conversation, message_id: int, settings: Settings)
     """Run the last turn again, reusing its failed or interrupted reply (no duplicate user message)."""
     last = queries.latest_message(conversation.id)
     if last is None or last.id != message_id or last.is_user:
-        raise TurnRefused("Only the latest reply can be retried.", 409)
+        raise TurnRefused(_("Only the latest reply can be retried."), 409)
     now = utcnow()
     replies.lock_owner(conversation.owner)
     token = holder.new_token()
@@ -415,7 +427,7 @@ def begin_retry(conversation: Conversation, message_id: int, settings: Settings)
     if attempt is None:
         if replies.live_count(conversation.owner) >= settings.max_live:
             raise TurnRefused(_too_many_live(settings), 429)
-        raise TurnRefused("That reply is not waiting for a retry.", 409)
+        raise TurnRefused(_("That reply is not waiting for a retry."), 409)
     db.session.execute(_TOUCH, {"conversation_id": conversation.id, "now": now, "title": conversation.title})
     db.session.commit()
     return Turn(

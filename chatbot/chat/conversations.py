@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy import delete, func, select
 
 from ..extensions import db, rowcount
+from ..i18n import _
 from ..models import LIVE, Conversation, Message
 from .live import live_replies
 from .replies import STOPPED
@@ -32,9 +33,9 @@ def rename(conversation: Conversation, title: str) -> str:
     empty one is refused (ValueError)."""
     line = " ".join(_INVISIBLE.sub("", title).split())
     if not line:
-        raise ValueError("Please give the conversation a name.")
+        raise ValueError(_("Please give the conversation a name."))
     if len(line) > TITLE_CHARS * 2:
-        raise ValueError(f"A name can be up to {TITLE_CHARS * 2} characters.")
+        raise ValueError(_("A name can be up to %(limit)s characters.", limit=TITLE_CHARS * 2))
     conversation.title = line
     db.session.commit()
     return line

@@ -44,6 +44,7 @@ PUBLIC_META = (
     "ttft_ms",
     "latency_ms",
     "feedback",
+    "lang",
     "error",  # (the one line the page shows under a failed reply)
 )
 

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, null, o
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..extensions import db, rowcount
+from ..i18n import _
 from ..models import LIVE, RETRYABLE, Conversation, Message, Status, db_clock, utcnow
 from . import holder
 
@@ -353,18 +354,19 @@ def notice(message: Shown) -> str | None:
     reason = meta.get("finish_reason")
     status = shown_status(message)
     if status == Status.ERROR:
-        return meta.get("error") or "The assistant could not answer."
+        return _(meta["error"]) if meta.get("error") else _("The assistant could not answer.")
     if status == Status.INTERRUPTED:
         if reason == STOPPED:
-            return "Stopped."
+            return _("Stopped.")
         if reason == "incomplete":
-            return f"Incomplete: {meta.get('error') or 'the reply broke off.'}"
+            why = _(meta["error"]) if meta.get("error") else _("the reply broke off.")
+            return _("Incomplete: %(why)s", why=why)
         if reason == CLIENT_GONE and message.status not in LIVE:
-            return "Interrupted: the page was closed before the reply finished."
-        return "Interrupted: the reply stopped before it finished."
+            return _("Interrupted: the page was closed before the reply finished.")
+        return _("Interrupted: the reply stopped before it finished.")
     if status == Status.COMPLETE:
         if reason == "length":
-            return "The reply reached its length limit and was cut short."
+            return _("The reply reached its length limit and was cut short.")
         if reason == "content_filter":
-            return "The model's content filter withheld all or part of this reply."
+            return _("The model's content filter withheld all or part of this reply.")
     return None

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ..extensions import db
+from ..i18n import N_
+from ..language import detect
 from ..llm import Finish, Provider, ProviderError, Text, Usage
 from ..models import MessageRecord, Status
 from . import context, queries, replies, titles
@@ -247,6 +249,8 @@ def _save(
         "finish_reason": reason,
         "latency_ms": round((clock() - started) * 1000, 1),
     }
+    if (lang := detect(lease.text())) is not None:  # (the page marks the reply's language)
+        meta["lang"] = lang
     if outcome.ttft is not None:
         meta["ttft_ms"] = round(outcome.ttft * 1000, 1)
     if outcome.usage is not None:
@@ -279,7 +283,7 @@ def _save(
         meta = {
             **meta,
             "finish_reason": "unsaved",
-            "error": "This reply could not be saved. Please try again.",
+            "error": N_("This reply could not be saved. Please try again."),
         }
     reply = turn.reply
     return Finished(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import select, text, update
 
 from ..extensions import db
+from ..i18n import _
 from ..models import LIVE, Conversation, Message
 from . import replies
 from .begin import BUSY, STALE, TurnRefused
@@ -51,7 +52,7 @@ def show_version(conversation: Conversation, current_id: int, target_id: int) ->
     current, target = rows.get(current_id), rows.get(target_id)
     if current is None or target is None or current.parent_id != target.parent_id:
         db.session.rollback()
-        raise TurnRefused("That isn't a version of this message.", 409)
+        raise TurnRefused(_("That isn't a version of this message."), 409)
     if not current.shown:
         db.session.rollback()
         raise TurnRefused(STALE, 409)

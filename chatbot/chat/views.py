@@ -32,6 +32,7 @@ from werkzeug.routing import BaseConverter, ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import ratelimit
+from ..i18n import _
 from ..llm import get_provider
 from ..models import Conversation, Message
 from ..rendering import StreamingMarkdown
@@ -91,7 +92,7 @@ def owned_conversation_or_404(public_id: str) -> Conversation:
     """Every route that touches a conversation goes through here: other owners get 404."""
     conversation = queries.find_conversation(current_owner(), public_id)
     if conversation is None:
-        abort(404, description="This conversation doesn't exist, or it isn't yours.")
+        abort(404, description=_("This conversation doesn't exist, or it isn't yours."))
     return conversation
 
 
@@ -99,7 +100,7 @@ def owned_message_or_404(public_id: str, message_id: int) -> tuple[Conversation,
     conversation = owned_conversation_or_404(public_id)
     message = queries.message_in(conversation, message_id)
     if message is None:
-        abort(404, description="This message doesn't exist, or it isn't yours.")
+        abort(404, description=_("This message doesn't exist, or it isn't yours."))
     return conversation, message
 
 
@@ -177,7 +178,7 @@ def earlier(public_id: str) -> Any:
     conversation = owned_conversation_or_404(public_id)
     before = request.args.get("before", type=_id)
     if before is None:
-        abort(400, description="Which messages? The link is missing its 'before' id.")
+        abort(400, description=_("Which messages? The link is missing its 'before' id."))
     if not is_htmx():
         return redirect(url_for("chat.show", public_id=public_id, before=before), 303)
     messages, has_more = queries.messages_of(conversation, before, current_app.config["PAGE_MESSAGES"])
@@ -192,9 +193,9 @@ def conversation_list() -> Any:
     try:
         cursor = (datetime.fromisoformat(after), cid) if after and cid is not None else None
     except ValueError:
-        abort(400, description="That list page doesn't exist.")
+        abort(400, description=_("That list page doesn't exist."))
     if cursor is not None and cursor[0].tzinfo is None:
-        abort(400, description="That list page doesn't exist.")
+        abort(400, description=_("That list page doesn't exist."))
     conversations, next_after = queries.conversation_page(current_owner(), cursor)
     current = session.get("current")
     if not is_htmx():  # (the "More conversations" link without JavaScript)
@@ -298,7 +299,7 @@ def _turn(conversation: Conversation | None) -> Any:
     customer's as a new version (``edit_content`` its new text: the editor inside the message
     belongs to the composer's form, whose own draft stays as it is)."""
     if request.files:
-        abort(400, description="Files can't be sent with a message.")
+        abort(400, description=_("Files can't be sent with a message."))
     content = request.form.get("content", "")
     retry, regenerate = request.form.get("retry"), request.form.get("regenerate")
     edit = request.form.get("edit") or None
@@ -310,7 +311,7 @@ def _turn(conversation: Conversation | None) -> Any:
         if retry is not None or regenerate is not None or edit is not None:
             target = _id(retry if retry is not None else regenerate if regenerate is not None else edit)
             if conversation is None or target is None:
-                raise TurnRefused("That message isn't in this conversation.", 409)
+                raise TurnRefused(_("That message isn't in this conversation."), 409)
             if retry is not None:
                 turn = turns.begin_retry(conversation, target, settings())
             elif regenerate is not None:
@@ -339,7 +340,7 @@ def _turn(conversation: Conversation | None) -> Any:
         session["current"] = turn.conversation.public_id
     if is_htmx():
         return _stream(turn, retried=retry is not None)
-    for _ in _run(turn):
+    for _event in _run(turn):
         pass
     return redirect(url_for("chat.show", public_id=turn.conversation.public_id), 303)
 
@@ -365,12 +366,17 @@ def feedback(public_id: str, message_id: int) -> Any:
     conversation, found = owned_message_or_404(public_id, message_id)
     rating = request.form.get("rating", "")
     if rating not in replies.RATINGS:
-        abort(400, description="Choose thumbs up or thumbs down.")
+        abort(400, description=_("Choose thumbs up or thumbs down."))
     if not replies.can_rate(found):
-        abort(409, description="Only a finished answer can be rated.")
+        abort(409, description=_("Only a finished answer can be rated."))
     comment = _CONTROL.sub("", request.form.get("comment", "").replace("\r\n", "\n")).strip()
     if len(comment) > replies.FEEDBACK_COMMENT_CHARS:
-        abort(400, description=f"A comment can be up to {replies.FEEDBACK_COMMENT_CHARS} characters.")
+        abort(
+            400,
+            description=_(
+                "A comment can be up to %(limit)s characters.", limit=replies.FEEDBACK_COMMENT_CHARS
+            ),
+        )
     replies.set_feedback(found, rating, comment or None)
     if not is_htmx():
         return redirect(url_for("chat.show", public_id=public_id) + f"#msg-{message_id}", 303)
@@ -384,7 +390,7 @@ def version(public_id: str, message_id: int) -> Any:
     conversation, _ = owned_message_or_404(public_id, message_id)
     target = _id(request.form.get("to"))
     if target is None:
-        abort(400, description="Which version? The form is missing it.")
+        abort(400, description=_("Which version? The form is missing it."))
     try:
         versions.show_version(conversation, message_id, target)
     except TurnRefused as refused:

@@ -21,6 +21,7 @@ from typing import Any
 
 import openai
 
+from ..i18n import N_
 from .base import Event, Finish, ProviderError, Text, Usage
 from .cancellable import Call, CallCancelled, OpenAI, http_client, tracked
 
@@ -29,9 +30,8 @@ log = logging.getLogger(__name__)
 
 # What a customer reads: what happened and what to do. The operator's side (HTTP codes, which
 # setting to check) goes to the log and the reply's metadata only.
-AGAIN = "Please try again in a moment."
-UNAVAILABLE = "The assistant isn't available right now, and trying again won't help yet: we've been told."
-TOO_LONG = "This conversation has grown too long for the assistant. Please start a new conversation."
+UNAVAILABLE = N_("The assistant isn't available right now, and trying again won't help yet: we've been told.")
+TOO_LONG = N_("This conversation has grown too long for the assistant. Please start a new conversation.")
 
 
 def explain_failure(exc: Exception) -> ProviderError:
@@ -39,10 +39,18 @@ def explain_failure(exc: Exception) -> ProviderError:
     or a traceback."""
     status = getattr(exc, "status_code", None)
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(f"The assistant took too long to answer. {AGAIN}", "timeout", detail="timed out")
+        return ProviderError(
+            N_("The assistant took too long to answer. Please try again in a moment."),
+            "timeout",
+            detail="timed out",
+        )
     if isinstance(exc, openai.APIConnectionError):
         detail = "the model's server was unreachable"
-        return ProviderError(f"The assistant couldn't be reached. {AGAIN}", "connection", detail=detail)
+        return ProviderError(
+            N_("The assistant couldn't be reached. Please try again in a moment."),
+            "connection",
+            detail=detail,
+        )
     if isinstance(exc, openai.AuthenticationError):
         detail = "HTTP 401: the model's server refused our credentials; check OPENAI_API_KEY"
         return ProviderError(UNAVAILABLE, "auth", detail=detail, retryable=False)
@@ -61,7 +69,11 @@ def explain_failure(exc: Exception) -> ProviderError:
     if isinstance(exc, openai.APIStatusError) and status is not None:
         if status >= 500:
             detail = f"HTTP {status} from the model"
-            return ProviderError(f"The assistant had a problem answering. {AGAIN}", "server", detail=detail)
+            return ProviderError(
+                N_("The assistant had a problem answering. Please try again in a moment."),
+                "server",
+                detail=detail,
+            )
         code = getattr(exc, "code", None) or ""
         if "context_length" in str(code) or "context length" in str(exc).lower():
             return ProviderError(TOO_LONG, "too_long", detail=f"HTTP {status}: {code}", retryable=False)
@@ -69,10 +81,14 @@ def explain_failure(exc: Exception) -> ProviderError:
         return ProviderError(UNAVAILABLE, "rejected", detail=detail, retryable=False)
     if isinstance(exc, openai.APIError):
         return ProviderError(
-            f"The connection to the assistant broke off. {AGAIN}", "connection", detail="the connection broke"
+            N_("The connection to the assistant broke off. Please try again in a moment."),
+            "connection",
+            detail="the connection broke",
         )
     return ProviderError(
-        f"Something went wrong on our side. {AGAIN}", "unexpected", detail=f"unexpected {type(exc).__name__}"
+        N_("Something went wrong on our side. Please try again in a moment."),
+        "unexpected",
+        detail=f"unexpected {type(exc).__name__}",
     )
 
 
@@ -161,7 +177,7 @@ class _OpenAIReply:
                 chunk = json.loads(data)
                 if chunk.get("error"):
                     raise ProviderError(
-                        f"The assistant had a problem answering. {AGAIN}",
+                        N_("The assistant had a problem answering. Please try again in a moment."),
                         "stream_error",
                         detail="the model's server reported an error mid-reply",
                     )
@@ -175,7 +191,7 @@ class _OpenAIReply:
                         yield Text(content)
                     elif content:
                         raise ProviderError(
-                            f"The assistant sent a reply we couldn't read. {AGAIN}",
+                            N_("The assistant sent a reply we couldn't read. Please try again in a moment."),
                             "bad_chunk",
                             detail="a chunk's delta.content was not a string",
                         )
@@ -189,7 +205,9 @@ class _OpenAIReply:
                 return
             log.warning("model stream broke off: %s", type(exc).__name__)
             raise ProviderError(
-                f"The connection to the assistant broke off. {AGAIN}", "cut", detail="the stream broke off"
+                N_("The connection to the assistant broke off. Please try again in a moment."),
+                "cut",
+                detail="the stream broke off",
             ) from None
         finally:
             try:
@@ -198,7 +216,7 @@ class _OpenAIReply:
                 pass
         if not finished and not self._call.cancelled:
             raise ProviderError(
-                f"The assistant's reply ended before it was finished. {AGAIN}",
+                N_("The assistant's reply ended before it was finished. Please try again in a moment."),
                 "cut",
                 detail="the stream ended without a finish_reason",
             )

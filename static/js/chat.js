@@ -1,6 +1,15 @@
 // The chat page's small behaviours that HTML alone can't do. No framework; htmx does the requests.
 (function () {
   "use strict";
+  // The page's words in its language (i18n.js_strings, a JSON block in the page), by English text.
+  const strings = (() => {
+    try {
+      return JSON.parse(document.getElementById("i18n-strings").textContent);
+    } catch (e) {
+      return {};
+    }
+  })();
+  const t = (text) => strings[text] || text;
   // Everything below is set up for the chat area on the page; when the sidebar swaps in another
   // conversation's chat area, it is all taken down (one AbortController) and set up again.
   let controller = null;
@@ -112,7 +121,7 @@
       if (busy()) {
         e.preventDefault();
         e.stopImmediatePropagation();
-        if (errorBox) errorBox.textContent = "Please wait for the reply to finish, or stop it, then send again.";
+        if (errorBox) errorBox.textContent = t("Please wait for the reply to finish, or stop it, then send again.");
         return;
       }
       // the last message this page shows: if another tab changed the conversation meanwhile, the
@@ -148,7 +157,7 @@
       const label = document.createElement("label");
       label.className = "visually-hidden";
       label.htmlFor = "edit-" + id;
-      label.textContent = "Edit your message";
+      label.textContent = t("Edit your message");
       const area = document.createElement("textarea");
       area.id = "edit-" + id;
       area.name = "edit_content";
@@ -167,15 +176,15 @@
     send.disabled = busy();  // (re-enabled when the reply ends)
       send.className = "button button--small";
       send.dataset.action = "edit-send";
-      send.textContent = "Send";
+      send.textContent = t("Send");
       const cancel = document.createElement("button");
       cancel.type = "button";
       cancel.className = "button button--small button--quiet";
       cancel.dataset.action = "edit-cancel";
-      cancel.textContent = "Cancel";
+      cancel.textContent = t("Cancel");
       const hint = document.createElement("span");
       hint.className = "message-editor-hint";
-      hint.textContent = "The earlier version is kept (‹ › to switch back).";
+      hint.textContent = t("The earlier version is kept (‹ › to switch back).");
       actions.append(send, cancel, hint);
       editor.append(label, area, actions);
       body.hidden = true;
@@ -202,7 +211,7 @@
         e.preventDefault();
         const send = area.closest(".message-editor").querySelector('[data-action="edit-send"]');
         if (!busy()) form.requestSubmit(send);
-        else if (errorBox) errorBox.textContent = "Please wait for the reply to finish, or stop it, then send again.";
+        else if (errorBox) errorBox.textContent = t("Please wait for the reply to finish, or stop it, then send again.");
       }
     });
 
@@ -253,8 +262,8 @@
       const ctx = e.detail && e.detail.ctx;
       if (!errorBox || (ctx && ctx.response)) return;  // (the server answered: its own line shows)
       errorBox.textContent = navigator.onLine
-        ? "We couldn't reach the server. Your message is still here: please send it again in a moment."
-        : "You're offline. Your message is still here: send it again once you're back online.";
+        ? t("We couldn't reach the server. Your message is still here: please send it again in a moment.")
+        : t("You're offline. Your message is still here: send it again once you're back online.");
     });
 
     // Any other request that never reached the server (a rating, a version switch, Stop): say so
@@ -264,8 +273,8 @@
       if (!errorBox || (ctx && ctx.response) || e.target === form) return;
       if (e.target && e.target.closest && e.target.closest("article[data-reconnecting]")) return;
       errorBox.textContent = navigator.onLine
-        ? "We couldn't reach the server. Please try again in a moment."
-        : "You're offline. Please try again once you're back online.";
+        ? t("We couldn't reach the server. Please try again in a moment.")
+        : t("You're offline. Please try again once you're back online.");
     });
 
     // The stream broke before its last event (the network, a restart): the reply it was writing
@@ -289,7 +298,7 @@
         article.setAttribute("hx-trigger", "load, every 2s");
         article.setAttribute("hx-swap", "outerHTML");
         article.dataset.reconnecting = "0";
-        notice(article, "Connection lost — reconnecting…");
+        notice(article, t("Connection lost — reconnecting…"));
         htmx.process(article);
       });
     });
@@ -304,7 +313,7 @@
       const failures = Number(article.dataset.reconnecting) + 1;
       article.dataset.reconnecting = String(failures);
       if (failures < 3) return;
-      notice(article, "We can't reach the server right now. We'll keep trying; or reload the page later.");
+      notice(article, t("We can't reach the server right now. We'll keep trying; or reload the page later."));
       // then ask less often (every 5 s, then 15 s): a server coming back up isn't met by a crowd
       const every = failures >= 6 ? "15s" : "5s";
       if (article.getAttribute("hx-trigger") === "every " + every) return;
@@ -385,9 +394,9 @@
       const label = button.textContent;
       try {
         await copyText(source ? source.value : "");
-        button.textContent = "Copied";
+        button.textContent = t("Copied");
       } catch (err) {
-        button.textContent = "Couldn't copy";
+        button.textContent = t("Couldn't copy");
       }
       setTimeout(() => { button.textContent = label; }, 2000);
     });
@@ -420,7 +429,7 @@
     });
     const title = document.getElementById("conversation-title");
     const named = open && title ? title.textContent.trim() : "";
-    document.title = named ? named + " · Phone support" : "Phone support";
+    document.title = named ? named + " · " + t("Phone support") : t("Phone support");
   };
 
   document.addEventListener("htmx:after:swap", () => {
@@ -518,7 +527,7 @@
     field.maxLength = 120;
     field.required = true;
     field.value = row.querySelector(".conversation-name").textContent.trim();
-    field.setAttribute("aria-label", "New name for this conversation");
+    field.setAttribute("aria-label", t("New name for this conversation"));
     const error = document.createElement("span");
     error.className = "rename-error";
     error.setAttribute("role", "alert");
