@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, Integer, String, bindparam, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..extensions import db, rowcount
+from ..extensions import db
 from ..i18n import _, _l, number
 from ..models import (
     DEFAULT_TITLE,
@@ -162,10 +162,13 @@ _HELD = (
     .select_from(Message.__table__)
     .where(_m.conversation_id == bindparam("conversation_id"))
 ).scalar_subquery()
+# A new title only when the turn gives one (``title`` None: the title as it is in the database,
+# never as this request read it: a rename committed meanwhile is kept); the title as now saved.
 _TOUCH = (
     update(Conversation.__table__)
     .where(_c.id == bindparam("conversation_id"))
-    .values(updated_at=bindparam("now"), title=bindparam("title"))
+    .values(updated_at=bindparam("now"), title=func.coalesce(bindparam("title", type_=String()), _c.title))
+    .returning(_c.title)
 )
 _TOUCH_WITH_ROOM = _TOUCH.where(bindparam("max_messages") >= _HELD + bindparam("adding"))
 _NEW_MESSAGE = (
@@ -339,18 +342,17 @@ def _insert_turn(
         ref = ConversationRef(cid, ref.public_id, ref.title)
     else:
         retitle = conversation.title == DEFAULT_TITLE or (fork is not None and fork.retitle)
-        title = title_from(text) if text and retitle else conversation.title
-        room = conn.execute(
+        title = conn.execute(
             _TOUCH_WITH_ROOM,
             {
                 "conversation_id": conversation.id,
                 "now": now,
-                "title": title,
+                "title": title_from(text) if text and retitle else None,
                 "max_messages": settings.max_messages,
                 "adding": 1 if text is None else 2,
             },
-        )
-        if rowcount(room) != 1:
+        ).scalar()
+        if title is None:
             db.session.rollback()
             raise TurnRefused(
                 _(
@@ -428,10 +430,12 @@ def begin_retry(conversation: Conversation, message_id: int, settings: Settings)
         if replies.live_count(conversation.owner) >= settings.max_live:
             raise TurnRefused(_too_many_live(settings), 429)
         raise TurnRefused(_("That reply is not waiting for a retry."), 409)
-    db.session.execute(_TOUCH, {"conversation_id": conversation.id, "now": now, "title": conversation.title})
+    title = db.session.execute(
+        _TOUCH, {"conversation_id": conversation.id, "now": now, "title": None}
+    ).scalar()
     db.session.commit()
     return Turn(
-        conversation=ConversationRef(conversation.id, conversation.public_id, conversation.title),
+        conversation=ConversationRef(conversation.id, conversation.public_id, title or conversation.title),
         reply=MessageRecord(
             message_id, conversation.id, "", False, Status.STREAMING.value, now, parent_id=last.parent_id
         ),
