@@ -19,9 +19,15 @@ _INVISIBLE = re.compile(r"[\x00-\x1f\x7f\u200b\u202a-\u202e\u2066-\u2069\ufeff]"
 TITLE_CHARS = 60
 
 
+def one_line(text: str) -> str:
+    """Text as a title shows it: one line, trimmed, without control, zero-width or bidi
+    characters (a title such as "\u202egnp.exe" would read "exe.png")."""
+    return " ".join(_INVISIBLE.sub("", text).split())
+
+
 def title_from(text: str) -> str:
     """The first message on one line, cut at a word near ``TITLE_CHARS``."""
-    line = " ".join(text.split())
+    line = one_line(text)
     if len(line) <= TITLE_CHARS:
         return line
     cut = line[:TITLE_CHARS].rsplit(" ", 1)[0] or line[:TITLE_CHARS]
@@ -31,7 +37,7 @@ def title_from(text: str) -> str:
 def rename(conversation: Conversation, title: str) -> str:
     """A title the customer chose: one line, trimmed, at most TITLE_CHARS * 2 characters; an
     empty one is refused (ValueError)."""
-    line = " ".join(_INVISIBLE.sub("", title).split())
+    line = one_line(title)
     if not line:
         raise ValueError(_("Please give the conversation a name."))
     if len(line) > TITLE_CHARS * 2:

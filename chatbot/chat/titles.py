@@ -14,7 +14,7 @@ from sqlalchemy import update
 from ..extensions import db
 from ..llm import Provider, Text
 from ..models import Conversation
-from .conversations import TITLE_CHARS
+from .conversations import TITLE_CHARS, one_line
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ INSTRUCTION = (
 def clean(answer: str) -> str | None:
     """The model's answer as a title: one line, quotes and a final full stop removed, cut to
     TITLE_CHARS; None when nothing usable is left."""
-    line = " ".join(answer.split()).strip().strip("\"'“”«»").rstrip(".").strip()
+    line = one_line(answer).strip("\"'“”«»").rstrip(".").strip()
     if not line or len(line) > TITLE_CHARS * 2:
         return None
     return line[:TITLE_CHARS]
