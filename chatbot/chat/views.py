@@ -14,7 +14,7 @@ import json
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import (
@@ -190,12 +190,7 @@ def conversation_list() -> Any:
     """The next page of the sidebar's list (after the conversation last listed)."""
     after = request.args.get("after", "")
     cid = _id(request.args.get("id"))
-    try:
-        cursor = (datetime.fromisoformat(after), cid) if after and cid is not None else None
-    except ValueError:
-        abort(400, description=_("That list page doesn't exist."))
-    if cursor is not None and cursor[0].tzinfo is None:
-        abort(400, description=_("That list page doesn't exist."))
+    cursor = _list_cursor(after, cid) if after and cid is not None else None
     conversations, next_after = queries.conversation_page(current_owner(), cursor)
     current = session.get("current")
     if not is_htmx():  # (the "More conversations" link without JavaScript)
@@ -211,6 +206,17 @@ def conversation_list() -> Any:
     )
 
 
+def _list_cursor(after: str, cid: int) -> tuple[datetime, int]:
+    """Where the next page of the list starts: the last row's time (with its zone) and id."""
+    try:
+        when = datetime.fromisoformat(after)
+        if when.tzinfo is None:
+            raise ValueError("a time without its zone")
+        return when.astimezone(UTC), cid
+    except (ValueError, OverflowError):  # (not a time; no zone; a time whose UTC is out of range)
+        abort(400, description=_("That list page doesn't exist."))
+
+
 @bp.post("/c/<public_id>/rename")
 @ratelimit.stops
 def rename(public_id: str) -> Any:
@@ -219,7 +225,16 @@ def rename(public_id: str) -> Any:
     try:
         conversations.rename(conversation, request.form.get("title", ""))
     except ValueError as refused:
-        abort(400, description=str(refused))
+        if is_htmx():
+            abort(400, description=str(refused))
+        # without JavaScript: the form again, with what was typed and why it was refused
+        page = render_template(
+            "chat/rename.html",
+            conversation=conversation,
+            error=str(refused),
+            typed=request.form.get("title", ""),
+        )
+        return page, 400
     if not is_htmx():
         return redirect(url_for("chat.show", public_id=public_id), 303)
     return render_template(
