@@ -363,7 +363,8 @@
 
     // Times are sent in UTC; show them in the reader's own time zone.
     const localTimes = (root) => {
-      root.querySelectorAll("time[datetime]:not([data-local])").forEach((t) => {
+      // (a message's clock time; the list's relative times stay as the server wrote them)
+      root.querySelectorAll(".message-meta time[datetime]:not([data-local])").forEach((t) => {
         const d = new Date(t.getAttribute("datetime"));
         if (isNaN(d)) return;
         t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
@@ -432,8 +433,26 @@
     document.title = named ? named + " · " + t("Phone support") : t("Phone support");
   };
 
+  // Delete from the keyboard: once the row is gone, the focus goes to the row that took its place
+  // (or the one above, or the search box), not back to the top of the page.
+  let deleting = null;
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest && e.target.closest('#conversations [data-action="delete"]');
+    if (!button) return;
+    const row = button.closest("li[data-row]");
+    deleting = { row, next: row.nextElementSibling || row.previousElementSibling };
+  }, true);
+  const focusAfterDelete = () => {
+    if (!deleting || deleting.row.isConnected) return;
+    const { next } = deleting;
+    deleting = null;
+    const link = next && next.isConnected && next.querySelector("a[data-conversation-id], a");
+    (link || document.getElementById("conversation-search")).focus();
+  };
+
   document.addEventListener("htmx:after:swap", () => {
     if (document.getElementById("chat") !== shown) start();  // another conversation came in
+    focusAfterDelete();
     // a conversation that got a message moves to the top: its older row goes
     const seen = new Set();
     document.querySelectorAll("#conversation-list > li[data-row]").forEach((row) => {
@@ -473,7 +492,10 @@
   document.addEventListener("click", (e) => {
     const target = e.target.closest && e.target.closest('[data-action="conversations"], [data-action="close-conversations"], #conversations a[data-conversation-id]');
     if (!target) return;
-    if (target.dataset.action === "conversations") drawer.isOpen() ? drawer.close(true) : drawer.open();
+    if (target.dataset.action === "conversations") {
+      e.preventDefault();  // (a link to the list's own page, for a phone without JavaScript)
+      drawer.isOpen() ? drawer.close(true) : drawer.open();
+    }
     else if (target.dataset.action === "close-conversations") drawer.close(true);
     else drawer.close(false);  // a conversation was chosen: the chat takes the focus
   });
@@ -521,7 +543,8 @@
     rename.setAttribute("hx-post", "/c/" + row.dataset.row + "/rename");
     rename.setAttribute("hx-target", "#conv-" + row.dataset.row);
     rename.setAttribute("hx-swap", "outerHTML");
-    rename.setAttribute("hx-status:4xx", "target:find .rename-error swap:innerHTML");
+    rename.setAttribute("hx-status:4xx", "target:#rename-error-" + row.dataset.row + " swap:innerHTML");
+    rename.setAttribute("hx-status:5xx", "target:#rename-error-" + row.dataset.row + " swap:innerHTML");
     const field = document.createElement("input");
     field.name = "title";
     field.maxLength = 120;
@@ -530,6 +553,7 @@
     field.setAttribute("aria-label", t("New name for this conversation"));
     const error = document.createElement("span");
     error.className = "rename-error";
+    error.id = "rename-error-" + row.dataset.row;
     error.setAttribute("role", "alert");
     rename.append(field, error);
     field.addEventListener("keydown", (k) => {
