@@ -1,6 +1,6 @@
-"""Attack review of issue 17 (many conversations): regressions for what was found to break.
+"""The many-conversations sidebar, hardened: regressions from its attack review.
 
-Each test here failed against the code it was written for (branch ``attack17``); see the report.
+Each test here failed against the code it was written for (issue 17's review, branch ``attack17``).
 HTTP tests use the suite's fixtures (real HTTP through the test client, a real database); browser
 tests drive Chromium against the live app with CSRF protection on, as shipped.
 """
@@ -129,6 +129,15 @@ def test_a_title_from_the_first_message_drops_bidi_and_zero_width_characters(app
     assert not re.search("[\u200b\u202a-\u202e\u2066-\u2069\ufeff]", title), repr(title)
 
 
+def test_without_javascript_a_refused_rename_shows_the_form_again_with_what_was_typed(client):
+    cid = conversation_id_from(send(client, "Battery drains fast"))
+    refused = client.post(f"/c/{cid}/rename", data={"title": "\u200b\u200b  "})
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and body.startswith("<!doctype html>")
+    assert 'role="alert">Please give the conversation a name.</p>' in body
+    assert 'name="title" value="\u200b\u200b  "' in body and 'aria-invalid="true"' in body
+
+
 # --- in the browser (CSRF on, as shipped) ----------------------------------------------------
 
 
@@ -241,6 +250,8 @@ def test_without_javascript_a_phone_can_reach_its_other_conversations(browser, s
         with page.expect_navigation():
             page.locator("button.button--send").click()
         path = first.split(site.url, 1)[1]
+        with page.expect_navigation():  # ☰ is a link to the list's own page
+            page.locator('[data-action="conversations"]').click()
         links = page.locator(f'a[href="{path}"]')
         assert any(links.nth(i).is_visible() for i in range(links.count())), (
             "no visible way to the other conversation"
