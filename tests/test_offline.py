@@ -81,3 +81,14 @@ def test_offline_turn_through_the_page_is_labelled(offline_app):
     assert reply.meta["completion_tokens"] > 0
     cid = conversation_id_from(response)
     assert "Offline assistant" in client.get(f"/c/{cid}").get_data(as_text=True)
+
+
+def test_without_javascript_the_offline_answer_comes_at_once(app_factory):
+    """The word-by-word pause is for a page that shows the words arrive; a page without
+    JavaScript waits for the whole answer (at 5 s a word, a paced answer would take minutes)."""
+    app = app_factory(PROVIDER="auto", OFFLINE_WORD_DELAY=5.0)
+    client = app.test_client()
+    response = client.post("/c", data={"content": "My battery drains fast"})
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert 'data-role="assistant"' in page and 'data-status="complete"' in page

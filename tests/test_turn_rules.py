@@ -81,6 +81,9 @@ class ScriptedReply:
     def pace(self, seconds: float) -> None:
         self.paces.append(seconds)
 
+    def at_once(self) -> None:
+        self.paces.append(0.0)
+
     @property
     def closed(self) -> bool:
         return self._closed.is_set()

@@ -97,6 +97,8 @@ def run(
     settings: Settings,
     live: LiveReplies,
     clock: Callable[[], float] = time.perf_counter,
+    *,
+    watched: bool = True,
 ) -> Iterator[Delta | Heartbeat | Finished]:
     """Generate and save the reply; yields text batches, heartbeats, then ``Finished``.
 
@@ -122,6 +124,8 @@ def run(
 
         reply = provider.stream(messages)
         reply.pace(every := interval())
+        if not watched:  # (a page without JavaScript: the whole reply, as soon as it can be had)
+            reply.at_once()
         pump = Pump(reply)
         lease.on_cancel(pump.cancel)
         batcher = Batcher(every, settings.keepalive_seconds)

@@ -355,7 +355,7 @@ def _turn(conversation: Conversation | None) -> Any:
         session["current"] = turn.conversation.public_id
     if is_htmx():
         return _stream(turn, retried=retry is not None)
-    for _event in _run(turn):
+    for _event in _run(turn, watched=False):
         pass
     return redirect(url_for("chat.show", public_id=turn.conversation.public_id), 303)
 
@@ -464,8 +464,8 @@ def _id(text: str | None) -> int | None:
     return value if 0 < value <= MAX_ID else None
 
 
-def _run(turn: turns.Turn) -> Iterator[Delta | Heartbeat | Finished]:
-    return turns.run(turn, get_provider(current_app), settings(), live_replies(current_app))
+def _run(turn: turns.Turn, *, watched: bool = True) -> Iterator[Delta | Heartbeat | Finished]:
+    return turns.run(turn, get_provider(current_app), settings(), live_replies(current_app), watched=watched)
 
 
 def _stream(turn: turns.Turn, *, retried: bool) -> Response:

@@ -61,6 +61,10 @@ class ReplyStream(Protocol):
         """Read the backend no more often than every ``seconds`` from now on (its text is sent on
         in batches that often anyway); a backend with nothing to read may ignore it."""
 
+    def at_once(self) -> None:
+        """Nobody watches the text arrive (a page without JavaScript waits for the whole reply):
+        a backend that spaces its text out for show may hand it over at once."""
+
 
 class Provider(Protocol):
     name: str  # "openai" | "offline"

@@ -205,10 +205,11 @@ class _OfflineReply:
         self._provider = provider
         self._messages = messages
         self._closed = threading.Event()
+        self._at_once = False
 
     def __iter__(self) -> Iterator[Event]:
         text = answer(self._messages, load_index(str(self._provider.dataset)))
-        delay = self._provider.word_delay
+        delay = 0.0 if self._at_once else self._provider.word_delay
         for piece in _PIECE.findall(text):
             if self._closed.wait(delay) if delay else self._closed.is_set():
                 return
@@ -220,6 +221,9 @@ class _OfflineReply:
 
     def pace(self, seconds: float) -> None:
         """Nothing to read: the answer is here already."""
+
+    def at_once(self) -> None:
+        self._at_once = True
 
     def close(self) -> None:
         self._closed.set()

@@ -221,6 +221,9 @@ class _OpenAIReply:
                 detail="the stream ended without a finish_reason",
             )
 
+    def at_once(self) -> None:
+        """The model's text comes as it comes."""
+
     def pace(self, seconds: float) -> None:
         """Once its text flows, read the stream at most every ``seconds``: each read takes every
         chunk that arrived meanwhile (``Call.before_read``)."""
