@@ -44,6 +44,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         rendering,
         security,
         sessions,
+        theme,
     )
 
     config.load(app, test_config)
@@ -53,6 +54,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     database.init_app(app)
     sessions.init_app(app)
     i18n.init_app(app)
+    theme.init_app(app)
     llm.init_app(app)
     rendering.init_app(app)
     errors.init_app(app)

@@ -168,9 +168,18 @@ def choose_language() -> Response:
     chosen = request.form.get("lang", "")
     if chosen not in LANGUAGES:
         abort(400, description=_("Choose English or Español."))
-    response = redirect(_back_to(request.form.get("next", "")), 303)
+    return remember(COOKIE, chosen)
+
+
+def remember(cookie: str, value: str) -> Response:
+    """A visitor's choice kept in a cookie for a year (no session needed), then back to the page
+    it was made on (the form's ``next``); 204 when the page's script made it in place."""
+    if request.headers.get("X-Requested-With") == "fetch":
+        response = Response(status=204)
+    else:
+        response = redirect(_back_to(request.form.get("next", "")), 303)
     response.set_cookie(
-        COOKIE, chosen, max_age=COOKIE_SECONDS, samesite="Lax", httponly=True, secure=request.is_secure
+        cookie, value, max_age=COOKIE_SECONDS, samesite="Lax", httponly=True, secure=request.is_secure
     )
     return response
 

@@ -433,6 +433,37 @@
     document.title = named ? named + " · " + t("Phone support") : t("Phone support");
   };
 
+  // Dark mode: the toggle switches the page at once and remembers the choice (a cookie the
+  // server reads, so the next page paints in it from the start); without JavaScript it is a form.
+  const dark = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+  const isDark = () => {
+    const chosen = document.documentElement.dataset.theme;
+    return chosen ? chosen === "dark" : !!(dark && dark.matches);
+  };
+  const showTheme = () => {
+    document.querySelectorAll('[data-action="theme"]').forEach((button) => {
+      button.setAttribute("aria-pressed", String(isDark()));
+      button.value = isDark() ? "light" : "dark";
+    });
+  };
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest && e.target.closest('[data-action="theme"]');
+    if (!button) return;
+    e.preventDefault();
+    const theme = isDark() ? "light" : "dark";
+    document.documentElement.dataset.theme = theme;
+    const scheme = document.querySelector('meta[name="color-scheme"]');
+    if (scheme) scheme.content = theme;
+    showTheme();
+    const token = document.getElementById("csrf-token");
+    fetch(button.form.action, {
+      method: "POST",
+      headers: { "X-Requested-With": "fetch", "X-CSRF-Token": token ? token.content : "" },
+      body: new URLSearchParams({ theme }),
+    }).catch(() => {});  // (not remembered this time: the page has switched anyway)
+  });
+  if (dark && dark.addEventListener) dark.addEventListener("change", showTheme);
+
   // Delete from the keyboard: once the row is gone, the focus goes to the row that took its place
   // (or the one above, or the search box), not back to the top of the page.
   let deleting = null;
@@ -451,7 +482,7 @@
   };
 
   document.addEventListener("htmx:after:swap", () => {
-    if (document.getElementById("chat") !== shown) start();  // another conversation came in
+    if (document.getElementById("chat") !== shown) { start(); showTheme(); }  // another conversation came in
     focusAfterDelete();
     // a conversation that got a message moves to the top: its older row goes
     const seen = new Set();
@@ -567,4 +598,5 @@
   });
 
   start();
+  showTheme();
 })();
