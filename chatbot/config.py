@@ -38,6 +38,12 @@ class Defaults:
     # History sent per turn: a cost and speed cap, in (estimated) tokens.
     HISTORY_TOKENS = 16_000
     MAX_MESSAGE_CHARS = 8_000
+    # The name customers see for the assistant (header, messages); default "Phone support" in the
+    # page's language. The model's id is never shown to them.
+    ASSISTANT_NAME: str | None = None
+    # The questions an empty chat offers (chatbot/suggestions.py): a JSON list, or an object by
+    # language ({"en": [...], "es": [...]}); unset: one per main topic of the bundled dataset.
+    SUGGESTIONS: list[str] | dict[str, list[str]] | None = None
     # Shown under a failed reply, e.g. "call 900 123 456 (9:00-18:00) or write to help@shop.example".
     SUPPORT_CONTACT: str | None = None
     # Limits that keep one browser from filling the database.

@@ -165,7 +165,6 @@ def test_a_new_conversation_gets_its_downloads_in_the_first_event(client):
     first = parse_sse(send(client, "My battery drains fast").get_data(as_text=True))[0]["data"]
     assert '<hx-partial hx-target="#export-menu" hx-swap="outerHTML">' in first
     assert 'data-action="export-md"' in first
-    assert re.search(r'<input type="hidden" id="theme-next" name="next" value="/c/[\w-]+">', first)
 
 
 # --- the catalog ------------------------------------------------------------------------------------

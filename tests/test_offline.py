@@ -69,7 +69,7 @@ def test_the_dataset_is_valid_chat_fine_tuning_data():
 def test_offline_turn_through_the_page_is_labelled(offline_app):
     client = offline_app.test_client()
     page = client.get("/").get_data(as_text=True)
-    assert "offline assistant" in page
+    assert ">Offline assistant<" in page  # (the header says who answers)
     response = send(client, "¿Cómo libero espacio? El almacenamiento está lleno")
     events = parse_sse(response.get_data(as_text=True))
     assert len([e for e in events if 'hx-target="#msg-2-tail"' in e["data"]]) >= 1

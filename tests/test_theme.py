@@ -124,7 +124,7 @@ def background(page) -> str:
 def test_a_dark_device_gets_the_dark_page_and_the_toggle_is_remembered(dark_device, live_server):
     page = dark_device
     page.goto(live_server.url + "/")
-    toggle = page.locator('[data-action="theme"]')
+    toggle = page.locator('header [data-action="theme"]')
     assert background(page) == "rgb(24, 28, 34)"  # --panel, dark
     assert toggle.get_attribute("aria-pressed") == "true"  # (the device is dark: chat.js says so)
 
@@ -139,7 +139,7 @@ def test_a_dark_device_gets_the_dark_page_and_the_toggle_is_remembered(dark_devi
     assert background(page) == "rgb(255, 255, 255)"  # the server painted it light from the start
 
     with page.expect_response(lambda r: r.url.endswith("/theme") and r.status == 204):
-        page.locator('[data-action="theme"]').click()
+        page.locator('header [data-action="theme"]').click()
     page.wait_for_function(
         "getComputedStyle(document.querySelector('.chat')).backgroundColor === 'rgb(24, 28, 34)'"
     )

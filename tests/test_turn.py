@@ -72,7 +72,8 @@ def test_reply_is_saved_with_metadata_and_shown_after_reload(client, app, fake_o
     page = client.get(f"/c/{cid}").get_data(as_text=True)
     assert 'data-role="user"' in page and "How do I check battery health?" in page
     assert "<strong>Settings &gt; Battery</strong>" in page  # rendered from markdown
-    assert openai_config["MODEL"] in page  # which assistant answered
+    # the assistant by the name customers know, never the model's id (that stays in the metadata)
+    assert ">Phone support<" in page and openai_config["MODEL"] not in page
     home = client.get("/").get_data(as_text=True)  # the session remembers the open conversation
     assert "How do I check battery health?" in home
 

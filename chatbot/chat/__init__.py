@@ -6,7 +6,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app
 
+from ..i18n import _
 from ..llm import get_provider
+from ..suggestions import suggestions
 from . import live, replies
 
 bp = Blueprint("chat", __name__)
@@ -23,6 +25,8 @@ def inject_assistant() -> dict[str, Any]:
         "can_rate": replies.can_rate,
         "can_regenerate": replies.can_regenerate,
         "support_contact": current_app.config.get("SUPPORT_CONTACT"),
+        "assistant_name": current_app.config.get("ASSISTANT_NAME") or _("Phone support"),
+        "suggestions": suggestions,
     }
 
 

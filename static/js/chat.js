@@ -77,6 +77,28 @@
     };
 
     // Enter sends, Shift+Enter makes a new line (and nothing interferes with IME composition).
+    if (input.dataset.placeholder) input.placeholder = input.dataset.placeholder;
+    const keys = document.getElementById("composer-keys");
+    if (keys) keys.hidden = false;
+    // The box grows with its text (CSS field-sizing where the browser has it), and near the
+    // limit a counter shows how much is left; past it, it says by how much (the server refuses
+    // a longer message and says so: nothing is cut short).
+    const grows = window.CSS && CSS.supports && CSS.supports("field-sizing", "content");
+    const counter = document.getElementById("composer-count");
+    const max = Number(input.dataset.max) || 0;
+    const lang = document.documentElement.lang || undefined;
+    const measure = () => {
+      if (!grows) {
+        input.style.height = "auto";
+        input.style.height = input.scrollHeight + 2 + "px";
+      }
+      if (!counter || !max) return;
+      const length = input.value.length;
+      counter.textContent = length > max * 0.9 ? length.toLocaleString(lang) + " / " + max.toLocaleString(lang) : "";
+      counter.classList.toggle("composer-count--over", length > max);
+    };
+    on(input, "input", measure);
+    measure();
     on(input, "keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
         e.preventDefault();
@@ -335,6 +357,7 @@
       if (errorBox) errorBox.textContent = "";
       if (clearOnAccept) {
         input.value = "";
+        measure();
         // a new turn began: only the latest reply can be retried or regenerated: older buttons go
         messages.querySelectorAll('[data-action="retry"], [data-action="regenerate"]').forEach((b) => b.remove());
       }
@@ -402,13 +425,34 @@
       setTimeout(() => { button.textContent = label; }, 2000);
     });
 
-    // Esc stops the reply being written.
-    on(document, "keydown", (e) => {
-      if (e.key !== "Escape") return;
-      const stops = messages.querySelectorAll('[data-status="streaming"] [data-action="stop"]');
-      const stop = stops[stops.length - 1];  // the newest reply being written
-      if (stop) { e.preventDefault(); stop.click(); }
+    // A suggested question goes through the composer (streamed like any message).
+    on(messages, "click", (e) => {
+      const suggestion = e.target.closest && e.target.closest('[data-action="suggestion"]');
+      if (!suggestion) return;
+      e.preventDefault();
+      if (busy()) return;
+      input.value = suggestion.form.querySelector('input[name="content"]').value;
+      measure();
+      form.requestSubmit();
     });
+
+    // Esc, or the composer's Stop (in Send's place while a reply is written), stops the newest
+    // reply being written; the focus stays in the composer.
+    const stopNewest = () => {
+      const stops = messages.querySelectorAll('[data-status="streaming"] [data-action="stop"]');
+      const stop = stops[stops.length - 1];
+      if (stop) stop.click();
+      return !!stop;
+    };
+    on(document, "keydown", (e) => {
+      if (e.key === "Escape" && stopNewest()) e.preventDefault();
+    });
+    on(form, "click", (e) => {
+      if (!(e.target.closest && e.target.closest('[data-action="stop-reply"]'))) return;
+      stopNewest();
+      input.focus();
+    });
+
   }
 
   const start = () => {
@@ -463,6 +507,17 @@
     }).catch(() => {});  // (not remembered this time: the page has switched anyway)
   });
   if (dark && dark.addEventListener) dark.addEventListener("change", showTheme);
+
+  // A form sends the page's current CSRF token (the first message may have issued a new one
+  // since the form was made), and the language and theme forms come back to the address shown.
+  document.addEventListener("submit", (e) => {
+    const form = e.target;
+    const token = document.getElementById("csrf-token");
+    const field = form.querySelector && form.querySelector('input[name="csrf_token"]');
+    if (field && token) field.value = token.content;
+    const next = form.matches && form.matches(".prefs form") && form.querySelector('input[name="next"]');
+    if (next) next.value = location.pathname + location.search;
+  }, true);
 
   // Delete from the keyboard: once the row is gone, the focus goes to the row that took its place
   // (or the one above, or the search box), not back to the top of the page.
