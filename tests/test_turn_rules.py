@@ -413,6 +413,7 @@ def test_run_streams_the_text_and_saves_the_reply_with_its_metadata(make_app):
         "provider": "scripted",
         "model": "scripted-model-7",
         "finish_reason": "stop",
+        "lang": "en",  # (told from the text: the page marks the reply's language)
         "latency_ms": 2000.0,
         "ttft_ms": 1500.0,
         "prompt_tokens": 12,

@@ -263,7 +263,7 @@ def delete(public_id: str) -> Any:
     """Delete the conversation (a reply still being written in it is stopped first). Deleting the
     open one moves to the next in the list (or an empty chat)."""
     conversation = owned_conversation_or_404(public_id)
-    listed, _ = queries.conversation_page(current_owner(), limit=500)
+    listed, _more = queries.conversation_page(current_owner(), limit=500)
     ids = [c.public_id for c in listed]
     position = ids.index(public_id) if public_id in ids else 0
     rest = [pid for pid in ids if pid != public_id]
@@ -364,7 +364,7 @@ def _turn(conversation: Conversation | None) -> Any:
 @ratelimit.stops
 def stop(public_id: str, message_id: int) -> Any:
     """Ask the running reply to stop, wherever it runs; it is saved as stopped and ends its stream."""
-    conversation, _ = owned_message_or_404(public_id, message_id)
+    conversation, _message = owned_message_or_404(public_id, message_id)
     # At once if the turn runs in this process (no database needed: a busy one can't delay it),
     # and through the row for a turn in another process, which its next tick reads.
     if not live_replies(current_app).cancel(message_id, replies.STOPPED):
@@ -402,7 +402,7 @@ def feedback(public_id: str, message_id: int) -> Any:
 @ratelimit.stops
 def version(public_id: str, message_id: int) -> Any:
     """Show another version of this message (``to``), with the conversation that followed it."""
-    conversation, _ = owned_message_or_404(public_id, message_id)
+    conversation, _message = owned_message_or_404(public_id, message_id)
     target = _id(request.form.get("to"))
     if target is None:
         abort(400, description=_("Which version? The form is missing it."))
