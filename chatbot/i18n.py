@@ -153,7 +153,6 @@ def js_strings() -> dict[str, str]:
         N_("We can't reach the server right now. We'll keep trying; or reload the page later."),
         N_("Copied"),
         N_("Couldn't copy"),
-        N_("Phone support"),
         N_("New name for this conversation"),
     )
     return {text: _(text) for text in english}

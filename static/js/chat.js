@@ -390,8 +390,9 @@
       root.querySelectorAll(".message-meta time[datetime]:not([data-local])").forEach((t) => {
         const d = new Date(t.getAttribute("datetime"));
         if (isNaN(d)) return;
-        t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-        t.title = d.toLocaleString();
+        const lang = document.documentElement.lang || [];
+        t.textContent = d.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+        t.title = d.toLocaleString(lang);
         t.dataset.local = "1";
       });
     };
@@ -474,7 +475,9 @@
     });
     const title = document.getElementById("conversation-title");
     const named = open && title ? title.textContent.trim() : "";
-    document.title = named ? named + " · " + t("Phone support") : t("Phone support");
+    const site = document.querySelector('meta[name="application-name"]');
+    const name = site ? site.content : "";
+    document.title = named ? named + " · " + name : name;
   };
 
   // Dark mode: the toggle switches the page at once and remembers the choice (a cookie the
