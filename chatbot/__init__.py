@@ -31,6 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             pass
 
     from . import (
+        assets,
         chat,
         cli,
         config,
@@ -55,6 +56,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     i18n.init_app(app)
     llm.init_app(app)
     rendering.init_app(app)
+    assets.init_app(app)
     errors.init_app(app)
     health.init_app(app)
     chat.init_app(app)
