@@ -34,6 +34,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         assets,
         chat,
         cli,
+        compression,
         config,
         database,
         errors,
@@ -49,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     config.load(app, test_config)
     logs.init_app(app)
+    compression.init_app(app)
     security.init_app(app)
     ratelimit.init_app(app)
     database.init_app(app)

@@ -16,6 +16,8 @@ import pytest
 
 from chatbot.assets import IMMUTABLE
 
+from .helpers import HX, conversation_id_from, parse_sse
+
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_FILES = [
     "css/chat.css",
@@ -128,6 +130,38 @@ def test_javascript_and_css_are_served_minified_their_sources_stay_readable(clie
         assert b"\n  " in source and b"\n  " not in served  # (indentation gone)
     already = (ROOT / "static/vendor/htmx/htmx.min.js").read_bytes()
     assert client.get(urls["vendor/htmx/htmx.min.js"]).data == already  # *.min.* as it is
+
+
+def test_pages_are_compressed_small_answers_are_not(client):
+    for accept, coding in [("gzip, deflate, br", "br"), ("gzip", "gzip"), ("", None)]:
+        page = client.get("/", headers={"Accept-Encoding": accept})
+        assert page.status_code == 200
+        assert page.headers.get("Content-Encoding") == coding
+        assert "Accept-Encoding" in page.headers["Vary"]
+        assert b'id="composer"' in decoded(page)
+        head = client.head("/", headers={"Accept-Encoding": accept})
+        assert head.headers.get("Content-Encoding") == coding
+        assert abs(int(head.headers["Content-Length"]) - len(page.data)) < 50  # (its own CSRF token)
+    small = client.get("/healthz", headers=BOTH)
+    assert "Content-Encoding" not in small.headers and "Accept-Encoding" not in small.headers.get("Vary", "")
+    missing = client.get("/c/nothing-here", headers=BOTH)  # an error page, as big as a page
+    assert missing.status_code == 404
+    if len(decoded(missing)) >= 1024:
+        assert missing.headers["Content-Encoding"] == "br"
+
+
+def test_the_reply_stream_and_downloads_are_never_compressed(client, fake_openai):
+    client.get("/")
+    response = client.post("/c", data={"content": "My battery drains fast"}, headers={**HX, **BOTH})
+    assert response.mimetype == "text/event-stream"
+    assert response.is_streamed  # (not buffered by anything on the way)
+    assert "Content-Encoding" not in response.headers
+    assert "Accept-Encoding" not in response.headers.get("Vary", "")
+    events = parse_sse(response.get_data(as_text=True))
+    assert "Hello from the fake model" in events[-1]["data"]
+    cid = conversation_id_from(response)
+    download = client.get(f"/c/{cid}/export.md", headers=BOTH)
+    assert download.status_code == 200 and "Content-Encoding" not in download.headers
 
 
 def test_in_debug_mode_a_changed_file_gets_a_new_version_at_once(app_factory, tmp_path):
