@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATIC_FILES = [
     "css/chat.css",
     "js/chat.js",
+    "js/first-paint.js",
     "vendor/htmx/htmx.min.js",
     "vendor/htmx/hx-sse.js",
     "img/assistant.svg",

@@ -352,16 +352,9 @@
       if (newForm) newForm.hidden = false;  // (now there is something to start afresh from)
     });
 
-    // Times are sent in UTC; show them in the reader's own time zone.
-    const localTimes = (root) => {
-      root.querySelectorAll("time[datetime]:not([data-local])").forEach((t) => {
-        const d = new Date(t.getAttribute("datetime"));
-        if (isNaN(d)) return;
-        t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-        t.title = d.toLocaleString();
-        t.dataset.local = "1";
-      });
-    };
+    // Times are sent in UTC; show them in the reader's own time zone (first-paint.js did so for
+    // the page as it loaded).
+    const localTimes = window.chatbotLocalTimes || (() => {});
     localTimes(document);
     on(document, "htmx:after:swap", () => localTimes(messages));
 

@@ -1,0 +1,35 @@
+// Loaded in the page's head, not deferred (so it runs before anything is painted): from the first
+// frame the message list shows its newest message and times read in the reader's own time zone,
+// rather than the page jumping when the deferred scripts arrive. Each frame until the page is
+// parsed (DOMContentLoaded; chat.js takes over then), or until the reader scrolls.
+(function () {
+  "use strict";
+  // Times are sent in UTC; show them in the reader's own time zone (chat.js uses this too, for
+  // what htmx swaps in later).
+  const localTimes = (root) => {
+    root.querySelectorAll("time[datetime]:not([data-local])").forEach((t) => {
+      const d = new Date(t.getAttribute("datetime"));
+      if (isNaN(d)) return;
+      t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      t.title = d.toLocaleString();
+      t.dataset.local = "1";
+    });
+  };
+  window.chatbotLocalTimes = localTimes;
+
+  let done = false;
+  const stop = () => { done = true; };
+  ["wheel", "touchstart", "mousedown", "keydown"].forEach((type) =>
+    addEventListener(type, stop, { capture: true, passive: true, once: true }));
+  const frame = () => {
+    if (done) return;
+    const messages = document.getElementById("messages");
+    if (messages) {
+      localTimes(document);
+      messages.scrollTop = messages.scrollHeight;
+    }
+    requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);  // (before each paint, with the page's styles applied)
+  document.addEventListener("DOMContentLoaded", () => { frame(); stop(); });
+})();
