@@ -4,10 +4,18 @@
 // parsed (DOMContentLoaded; chat.js takes over then), or until the reader scrolls.
 (function () {
   "use strict";
+  // (an element the parser has left: something follows it or one of its ancestors; the text of
+  // a time still being parsed would be added to after ours)
+  const parsed = (element) => {
+    for (let node = element; node; node = node.parentNode) if (node.nextSibling) return true;
+    return document.readyState !== "loading";
+  };
+
   // Times are sent in UTC; show them in the reader's own time zone (chat.js uses this too, for
   // what htmx swaps in later).
   const localTimes = (root) => {
     root.querySelectorAll("time[datetime]:not([data-local])").forEach((t) => {
+      if (!parsed(t)) return;
       const d = new Date(t.getAttribute("datetime"));
       if (isNaN(d)) return;
       t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
