@@ -31,8 +31,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             pass
 
     from . import (
+        assets,
         chat,
         cli,
+        compression,
         config,
         database,
         errors,
@@ -49,6 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     config.load(app, test_config)
     logs.init_app(app)
+    compression.init_app(app)
     security.init_app(app)
     ratelimit.init_app(app)
     database.init_app(app)
@@ -57,6 +60,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     theme.init_app(app)
     llm.init_app(app)
     rendering.init_app(app)
+    assets.init_app(app)
     errors.init_app(app)
     health.init_app(app)
     chat.init_app(app)

@@ -384,18 +384,9 @@
       if (newForm) newForm.hidden = false;  // (now there is something to start afresh from)
     });
 
-    // Times are sent in UTC; show them in the reader's own time zone.
-    const localTimes = (root) => {
-      // (a message's clock time; the list's relative times stay as the server wrote them)
-      root.querySelectorAll(".message-meta time[datetime]:not([data-local])").forEach((t) => {
-        const d = new Date(t.getAttribute("datetime"));
-        if (isNaN(d)) return;
-        const lang = document.documentElement.lang || [];
-        t.textContent = d.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
-        t.title = d.toLocaleString(lang);
-        t.dataset.local = "1";
-      });
-    };
+    // Times are sent in UTC; show them in the reader's own time zone (first-paint.js did so for
+    // the page as it loaded).
+    const localTimes = window.chatbotLocalTimes || (() => {});
     localTimes(document);
     on(document, "htmx:after:swap", () => localTimes(messages));
 

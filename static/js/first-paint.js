@@ -1,0 +1,45 @@
+// Loaded in the page's head, not deferred (so it runs before anything is painted): from the first
+// frame the message list shows its newest message and times read in the reader's own time zone,
+// rather than the page jumping when the deferred scripts arrive. Each frame until the page is
+// parsed (DOMContentLoaded; chat.js takes over then), or until the reader scrolls.
+(function () {
+  "use strict";
+  // (an element the parser has left: something follows it or one of its ancestors; the text of
+  // a time still being parsed would be added to after ours)
+  const parsed = (element) => {
+    for (let node = element; node; node = node.parentNode) if (node.nextSibling) return true;
+    return document.readyState !== "loading";
+  };
+
+  // Times are sent in UTC; show them in the reader's own time zone (chat.js uses this too, for
+  // what htmx swaps in later).
+  const localTimes = (root) => {
+    // (a message's clock time; the list's relative times stay as the server wrote them)
+    const lang = document.documentElement.lang || [];
+    root.querySelectorAll(".message-meta time[datetime]:not([data-local])").forEach((t) => {
+      if (!parsed(t)) return;
+      const d = new Date(t.getAttribute("datetime"));
+      if (isNaN(d)) return;
+      t.textContent = d.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+      t.title = d.toLocaleString(lang);
+      t.dataset.local = "1";
+    });
+  };
+  window.chatbotLocalTimes = localTimes;
+
+  let done = false;
+  const stop = () => { done = true; };
+  ["wheel", "touchstart", "mousedown", "keydown"].forEach((type) =>
+    addEventListener(type, stop, { capture: true, passive: true, once: true }));
+  const frame = () => {
+    if (done) return;
+    const messages = document.getElementById("messages");
+    if (messages) {
+      localTimes(document);
+      messages.scrollTop = messages.scrollHeight;
+    }
+    requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);  // (before each paint, with the page's styles applied)
+  document.addEventListener("DOMContentLoaded", () => { frame(); stop(); });
+})();
