@@ -122,7 +122,7 @@ class Cluster:
         ]
         self.servers.extend(batch)
         for server in batch:
-            wait_until(server.up, timeout=20, interval=0.1, what=f"gunicorn {server.name} to start")
+            wait_until(server.up, timeout=60, interval=0.1, what=f"gunicorn {server.name} to start")
         return batch
 
     def browser(self) -> requests.Session:

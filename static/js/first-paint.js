@@ -15,7 +15,9 @@
   // what htmx swaps in later).
   const localTimes = (root) => {
     // (a message's clock time; the list's relative times stay as the server wrote them)
-    const lang = document.documentElement.lang || [];
+    // (in the page's language, as the reader's browser writes it: en-GB 24 h, en-US 12 h)
+    const page = document.documentElement.lang;
+    const lang = (navigator.languages || []).find((l) => l.split("-")[0] === page) || page || [];
     root.querySelectorAll(".message-meta time[datetime]:not([data-local])").forEach((t) => {
       if (!parsed(t)) return;
       const d = new Date(t.getAttribute("datetime"));
