@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import io
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, tzinfo
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import flask_babel
 from babel.dates import format_date, format_time, format_timedelta
@@ -104,15 +106,39 @@ def ago(when: datetime, now: datetime | None = None) -> str:
     return format_date(when, "d MMM" if when.year == now.year else "d MMM y", locale=locale)
 
 
-def day_label(when: datetime, today: datetime | None = None) -> str:
+TZ_COOKIE = "chatbot_tz"  # the reader's time zone, as their browser names it (first-paint.js)
+
+
+def reader_zone() -> tzinfo | None:
+    """The reader's time zone, once their browser has told us (None: not yet; UTC is shown)."""
+    if not has_request_context():
+        return None
+    name = request.cookies.get(TZ_COOKIE, "")
+    return _zone(name) if name else None
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> tzinfo | None:
+    try:
+        return ZoneInfo(name) if len(name) <= 64 and ".." not in name else None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def local_day(when: datetime) -> date:
+    """The day of ``when`` where the reader is."""
+    return when.astimezone(reader_zone() or UTC).date()
+
+
+def day_label(when: datetime, now: datetime | None = None) -> str:
     """A day separator's words: "Today", "Yesterday" or the date ("Monday, 3 November 2026")."""
-    today = today or datetime.now(UTC)
-    days = (today.date() - when.astimezone(UTC).date()).days
+    zone = reader_zone() or UTC
+    days = ((now or datetime.now(UTC)).astimezone(zone).date() - when.astimezone(zone).date()).days
     if days == 0:
         return _("Today")
     if days == 1:
         return _("Yesterday")
-    return format_date(when, "full", locale=language())
+    return format_date(when.astimezone(zone), "full", locale=language())
 
 
 def number(value: int) -> str:
@@ -121,8 +147,12 @@ def number(value: int) -> str:
 
 
 def clock(when: datetime) -> str:
-    """The time of day ("10:42"), as the page shows it before the browser makes it local."""
-    return format_time(when, "HH:mm", locale=language())
+    """The time of day where the reader is ("10:42"), or in UTC ("10:42 UTC") until their
+    browser has said where that is (it shows it in local time then)."""
+    zone = reader_zone()
+    if zone is None:
+        return format_time(when, "HH:mm", tzinfo=UTC, locale=language()) + " UTC"
+    return format_time(when, "HH:mm", tzinfo=zone, locale=language())
 
 
 def message_lang(message: Any) -> str | None:
@@ -230,4 +260,5 @@ def init_app(app: Flask) -> None:
 
     app.add_template_filter(ago, "ago")
     app.add_template_filter(day_label, "day_label")
+    app.add_template_filter(local_day, "local_day")
     app.add_template_filter(clock, "clock")

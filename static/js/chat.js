@@ -67,11 +67,13 @@
     on(messages, "click", (e) => {
       const link = e.target.closest && e.target.closest(".earlier a");
       if (!link) return;
-      const first = link.closest(".earlier").nextElementSibling;
+      let first = link.closest(".earlier").nextElementSibling;  // (the first message, not its day's line)
+      while (first && !first.matches("article")) first = first.nextElementSibling;
       if (first) anchor = { link: link, el: first, top: first.getBoundingClientRect().top };
     });
     const keepPlace = () => {  // once the older messages are in (the link they replaced is gone)
       if (!anchor || anchor.link.isConnected) return;
+      oneLineADay();  // (first: a day's line that goes would move the message again)
       if (anchor.el.isConnected) messages.scrollTop += anchor.el.getBoundingClientRect().top - anchor.top;
       anchor = null;
     };
@@ -389,6 +391,17 @@
     const localTimes = window.chatbotLocalTimes || (() => {});
     localTimes(document);
     on(document, "htmx:after:swap", () => localTimes(messages));
+    // One "Today" / "Yesterday" / date line a day: a new message, or earlier ones shown above,
+    // may bring a line for a day already marked.
+    const oneLineADay = () => {
+      let day = null;
+      messages.querySelectorAll(".day-separator").forEach((line) => {
+        if (line.dataset.day === day) line.remove();
+        else day = line.dataset.day;
+      });
+    };
+    oneLineADay();
+    on(document, "htmx:after:swap", oneLineADay);
 
     // Copy: a message's own text (the Markdown the assistant wrote), with a short confirmation.
     const copyText = async (text) => {

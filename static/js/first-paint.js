@@ -29,6 +29,14 @@
   };
   window.chatbotLocalTimes = localTimes;
 
+  // The server shows times and days where the reader is once it knows where that is.
+  try {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone && !document.cookie.split("; ").includes("chatbot_tz=" + encodeURIComponent(zone))) {
+      document.cookie = "chatbot_tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; samesite=lax";
+    }
+  } catch (e) { /* (no Intl: times stay in UTC, as labelled) */ }
+
   let done = false;
   const stop = () => { done = true; };
   ["wheel", "touchstart", "mousedown", "keydown"].forEach((type) =>
