@@ -346,6 +346,48 @@
     on(document, "htmx:after:swap", () => { keepPlace(); keepVersionPlace(); follow(); });
     on(document, "htmx:sse:after:message", follow);
 
+    // What a screen reader hears of a reply: "Assistant is answering…" when it starts, then
+    // the answer (or how it ended) once, when it ends; never the batches in between (the list is
+    // not a live region; the reply is aria-busy while it is written). Followed by status, so a
+    // reply streamed here, one followed from another tab and a reconnection all read the same.
+    const announcer = document.getElementById("announcer");
+    const say = (text) => {
+      if (!announcer || !text) return;
+      if (announcer.textContent === text) {  // (the same words again: cleared first, or not read)
+        announcer.textContent = "";
+        setTimeout(() => { announcer.textContent = text; }, 150);
+      } else announcer.textContent = text;
+    };
+    const SPOKEN_MAX = 1500;  // characters of an answer read out; the rest is in the list
+    const howItEnded = (article) => {
+      const notice = article.querySelector(".message-notice");
+      if (article.dataset.status !== "complete") {
+        return notice ? notice.innerText.trim() : t("The reply ended.");
+      }
+      const body = article.querySelector(".message-body");
+      let text = body ? body.innerText.replace(/\s+/g, " ").trim() : "";
+      if (text.length > SPOKEN_MAX) {
+        const cut = text.lastIndexOf(" ", SPOKEN_MAX) + 1 || SPOKEN_MAX;  // (at a word)
+        text = text.slice(0, cut) + t("… (the rest is in the conversation)");
+      }
+      return t("The assistant answered:") + " " + text;
+    };
+    const writing = new Set(Array.from(messages.querySelectorAll('article[data-status="streaming"]'), (a) => a.id));
+    const followReplies = () => {
+      messages.querySelectorAll('article[data-status="streaming"]').forEach((article) => {
+        if (writing.has(article.id)) return;
+        writing.add(article.id);
+        say(t("Assistant is answering…"));
+      });
+      writing.forEach((id) => {
+        const article = document.getElementById(id);
+        if (article && article.dataset.status === "streaming") return;
+        writing.delete(id);
+        if (article && messages.contains(article)) say(howItEnded(article));
+      });
+    };
+    on(document, "htmx:after:swap", followReplies);
+
     // The first message of a new conversation gives it an address: show it in the address bar,
     // and send the next messages to that conversation.
     on(form, "chatbot:navigate", (e) => {
