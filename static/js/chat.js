@@ -409,7 +409,11 @@
       root.querySelectorAll(".message-meta time[datetime]:not([data-local])").forEach((t) => {
         const d = new Date(t.getAttribute("datetime"));
         if (isNaN(d)) return;
+        const utc = t.textContent;
         t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+        // the message's name ("You, 10:42") says the time it shows
+        const article = t.closest("article[aria-label]");
+        if (article) article.setAttribute("aria-label", article.getAttribute("aria-label").replace(utc, t.textContent));
         t.title = d.toLocaleString();
         t.dataset.local = "1";
       });
