@@ -564,6 +564,16 @@
   // (a page brought back from the browser's back-forward cache shows what it showed when left)
   window.addEventListener("pageshow", (e) => { if (e.persisted) showsItsAddress(); });
 
+  // The skip link: the focus goes to the message box (without JavaScript, the link's #fragment
+  // does it; here the address stays as it is).
+  document.addEventListener("click", (e) => {
+    const skip = e.target.closest && e.target.closest('[data-action="skip-to-composer"]');
+    const box = skip && document.getElementById("composer-input");
+    if (!box) return;
+    e.preventDefault();
+    box.focus();
+  });
+
   // The search box searches as you type (htmx, on the field): Enter doesn't leave the page.
   document.addEventListener("submit", (e) => {
     if (e.target.matches && e.target.matches(".sidebar-search")) e.preventDefault();
