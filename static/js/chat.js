@@ -70,10 +70,13 @@
       const first = link.closest(".earlier").nextElementSibling;
       if (first) anchor = { link: link, el: first, top: first.getBoundingClientRect().top };
     });
+    // The link had the focus and is gone: the list takes it (PageUp reads on upwards; a screen
+    // reader goes on from the top of the list, the oldest messages just loaded).
     const keepPlace = () => {  // once the older messages are in (the link they replaced is gone)
       if (!anchor || anchor.link.isConnected) return;
       if (anchor.el.isConnected) messages.scrollTop += anchor.el.getBoundingClientRect().top - anchor.top;
       anchor = null;
+      if (!messages.contains(document.activeElement)) messages.focus({ preventScroll: true });
     };
 
     // Enter sends, Shift+Enter makes a new line (and nothing interferes with IME composition).
@@ -127,7 +130,12 @@
       // the last message this page shows: if another tab changed the conversation meanwhile, the
       // server says so rather than continue it out of sight
       if (afterField) afterField.value = lastShown();
-      if (retry) retry.dataset.sent = "1";
+      if (retry) {
+        retry.dataset.sent = "1";
+        // (the button is disabled now and replaced by the reply it asked for: the focus would
+        // drop to the page; the composer takes it, as after a Send)
+        input.focus();
+      }
       clearOnAccept = !retry;
       stickToBottom = true;
     }, true);
@@ -446,6 +454,12 @@
         button.textContent = t("Couldn't copy");
       }
       setTimeout(() => { button.textContent = label; }, 2000);
+    });
+
+    // Stop: its button goes with the reply it stopped (the last event replaces it), so the focus
+    // goes to the composer rather than dropping to the page.
+    on(messages, "click", (e) => {
+      if (e.target.closest && e.target.closest('[data-action="stop"]')) input.focus();
     });
 
     // Esc stops the reply being written.
