@@ -184,6 +184,10 @@ def js_strings() -> dict[str, str]:
         N_("Copied"),
         N_("Couldn't copy"),
         N_("New name for this conversation"),
+        N_("Assistant is answering…"),
+        N_("The assistant answered:"),
+        N_("… (the rest is in the conversation)"),
+        N_("The reply ended."),
     )
     return {text: _(text) for text in english}
 

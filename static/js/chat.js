@@ -71,11 +71,14 @@
       while (first && !first.matches("article")) first = first.nextElementSibling;
       if (first) anchor = { link: link, el: first, top: first.getBoundingClientRect().top };
     });
+    // The link had the focus and is gone: the list takes it (PageUp reads on upwards; a screen
+    // reader goes on from the top of the list, the oldest messages just loaded).
     const keepPlace = () => {  // once the older messages are in (the link they replaced is gone)
       if (!anchor || anchor.link.isConnected) return;
       oneLineADay();  // (first: a day's line that goes would move the message again)
       if (anchor.el.isConnected) messages.scrollTop += anchor.el.getBoundingClientRect().top - anchor.top;
       anchor = null;
+      if (!messages.contains(document.activeElement)) messages.focus({ preventScroll: true });
     };
 
     // Enter sends, Shift+Enter makes a new line (and nothing interferes with IME composition).
@@ -151,7 +154,12 @@
       // the last message this page shows: if another tab changed the conversation meanwhile, the
       // server says so rather than continue it out of sight
       if (afterField) afterField.value = lastShown();
-      if (retry) retry.dataset.sent = "1";
+      if (retry) {
+        retry.dataset.sent = "1";
+        // (the button is disabled now and replaced by the reply it asked for: the focus would
+        // drop to the page; the composer takes it, as after a Send)
+        input.focus();
+      }
       clearOnAccept = !retry;
       stickToBottom = true;
     }, true);
@@ -371,6 +379,48 @@
     on(document, "htmx:after:swap", () => { keepPlace(); keepVersionPlace(); follow(); });
     on(document, "htmx:sse:after:message", follow);
 
+    // What a screen reader hears of a reply: "Assistant is answering…" when it starts, then
+    // the answer (or how it ended) once, when it ends; never the batches in between (the list is
+    // not a live region; the reply is aria-busy while it is written). Followed by status, so a
+    // reply streamed here, one followed from another tab and a reconnection all read the same.
+    const announcer = document.getElementById("announcer");
+    const say = (text) => {
+      if (!announcer || !text) return;
+      if (announcer.textContent === text) {  // (the same words again: cleared first, or not read)
+        announcer.textContent = "";
+        setTimeout(() => { announcer.textContent = text; }, 150);
+      } else announcer.textContent = text;
+    };
+    const SPOKEN_MAX = 1500;  // characters of an answer read out; the rest is in the list
+    const howItEnded = (article) => {
+      const notice = article.querySelector(".message-notice");
+      if (article.dataset.status !== "complete") {
+        return notice ? notice.innerText.trim() : t("The reply ended.");
+      }
+      const body = article.querySelector(".message-body");
+      let text = body ? body.innerText.replace(/\s+/g, " ").trim() : "";
+      if (text.length > SPOKEN_MAX) {
+        const cut = text.lastIndexOf(" ", SPOKEN_MAX) + 1 || SPOKEN_MAX;  // (at a word)
+        text = text.slice(0, cut) + t("… (the rest is in the conversation)");
+      }
+      return t("The assistant answered:") + " " + text;
+    };
+    const writing = new Set(Array.from(messages.querySelectorAll('article[data-status="streaming"]'), (a) => a.id));
+    const followReplies = () => {
+      messages.querySelectorAll('article[data-status="streaming"]').forEach((article) => {
+        if (writing.has(article.id)) return;
+        writing.add(article.id);
+        say(t("Assistant is answering…"));
+      });
+      writing.forEach((id) => {
+        const article = document.getElementById(id);
+        if (article && article.dataset.status === "streaming") return;
+        writing.delete(id);
+        if (article && messages.contains(article)) say(howItEnded(article));
+      });
+    };
+    on(document, "htmx:after:swap", followReplies);
+
     // The first message of a new conversation gives it an address: show it in the address bar,
     // and send the next messages to that conversation.
     on(form, "chatbot:navigate", (e) => {
@@ -439,6 +489,12 @@
       input.value = suggestion.form.querySelector('input[name="content"]').value;
       measure();
       form.requestSubmit();
+    });
+
+    // Stop: its button goes with the reply it stopped (the last event replaces it), so the focus
+    // goes to the composer rather than dropping to the page.
+    on(messages, "click", (e) => {
+      if (e.target.closest && e.target.closest('[data-action="stop"]')) input.focus();
     });
 
     // Esc, or the composer's Stop (in Send's place while a reply is written), stops the newest
@@ -610,6 +666,16 @@
   window.addEventListener("popstate", () => setTimeout(showsItsAddress, 400));
   // (a page brought back from the browser's back-forward cache shows what it showed when left)
   window.addEventListener("pageshow", (e) => { if (e.persisted) showsItsAddress(); });
+
+  // The skip link: the focus goes to the message box (without JavaScript, the link's #fragment
+  // does it; here the address stays as it is).
+  document.addEventListener("click", (e) => {
+    const skip = e.target.closest && e.target.closest('[data-action="skip-to-composer"]');
+    const box = skip && document.getElementById("composer-input");
+    if (!box) return;
+    e.preventDefault();
+    box.focus();
+  });
 
   // The search box searches as you type (htmx, on the field): Enter doesn't leave the page.
   document.addEventListener("submit", (e) => {

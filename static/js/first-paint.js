@@ -22,7 +22,11 @@
       if (!parsed(t)) return;
       const d = new Date(t.getAttribute("datetime"));
       if (isNaN(d)) return;
+      const shown = t.textContent;
       t.textContent = d.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+      // the message's name ("You, 10:42") says the time it shows
+      const article = t.closest("article[aria-label]");
+      if (article) article.setAttribute("aria-label", article.getAttribute("aria-label").replace(shown, t.textContent));
       t.title = d.toLocaleString(lang);
       t.dataset.local = "1";
     });
