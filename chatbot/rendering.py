@@ -4,6 +4,8 @@ A finished message is rendered whole (``render_markdown``, the ``markdown`` filt
 still being written is rendered as it arrives (``StreamingMarkdown``): the blocks that can no longer
 change are rendered once, and only the open block at the end is rendered again with each batch, with
 the same renderer and allow-list, so the finished message looks the same as the streamed one.
+
+A reply's headings sit below the page's own (``#`` is an h3).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import nh3
 from flask import Flask
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from markupsafe import Markup
 
@@ -23,6 +26,19 @@ from markupsafe import Markup
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
     ["table", "strikethrough"]
 )
+
+# The page has its h1 (the app) and h2 (the conversation); a reply's headings go below them.
+_HEADING_SHIFT = 2
+
+
+def _demote_headings(state: StateCore) -> None:
+    for token in state.tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1]) + _HEADING_SHIFT)}"
+
+
+_md.core.ruler.push("demote_headings", _demote_headings)
+
 
 _TAGS = {
     "p",

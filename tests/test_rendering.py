@@ -170,7 +170,7 @@ def test_model_written_markup_is_sanitized_in_every_batch(attack):
 
 def test_render_streaming_is_what_a_page_opened_mid_reply_shows():
     update = render_streaming("## Steps\n\n- one\n- tw")
-    assert update.done == "<h2>Steps</h2>\n"
+    assert update.done == "<h4>Steps</h4>\n"
     assert update.tail == "<ul>\n<li>one</li>\n<li>tw</li>\n</ul>"
     assert render_streaming("").done == "" and render_streaming("").tail == ""
 
@@ -208,3 +208,13 @@ def test_the_work_per_batch_does_not_grow_with_the_reply(monkeypatch):
     tenth = len(parsed) // 10
     assert max(parsed) < 500 < len(text) / 15  # the largest block and a batch, never the whole reply
     assert max(parsed[-tenth:]) <= max(parsed[:tenth]) + 50  # no more at the end than at the start
+
+
+# --- what a reply looks like ----------------------------------------------------------------------
+
+
+def test_headings_sit_below_the_pages_own():
+    """The page has its h1 (the app) and h2 (the conversation): a reply's "#" is an h3."""
+    html = whole("# One\n\n## Two\n\n### Three\n\n#### Four\n\n##### Five\n\n###### Six\n\nSetext\n===\n")
+    assert re.findall(r"<(h\d)>", html) == ["h3", "h4", "h5", "h6", "h6", "h6", "h3"]
+    assert re.findall(r"</(h\d)>", html) == ["h3", "h4", "h5", "h6", "h6", "h6", "h3"]
