@@ -5,7 +5,9 @@ still being written is rendered as it arrives (``StreamingMarkdown``): the block
 change are rendered once, and only the open block at the end is rendered again with each batch, with
 the same renderer and allow-list, so the finished message looks the same as the streamed one.
 
-A reply's headings sit below the page's own (``#`` is an h3).
+What a reply looks like: its headings sit below the page's own (``#`` is an h3); bare addresses
+(``https://…``, ``www.…``, e-mail addresses) are links; every link opens in a new tab, so a click
+never takes the page away from a reply being written.
 """
 
 from __future__ import annotations
@@ -17,15 +19,37 @@ from typing import Any
 
 import nh3
 from flask import Flask
+from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from markupsafe import Markup
 
+
+class _Linkify(LinkifyIt):
+    """Bare addresses as GitHub links them: ``http://``, ``https://``, ``www.`` and e-mail
+    addresses; not ``ftp:`` or ``//``, nor a bare name with a dot (``main.py``, ``ajustes.es``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add("ftp:", None).add("//", None)
+
+    def pretest(self, text: str) -> bool:
+        # (cheap first: the library's own pretest is a long expression, tried on every paragraph)
+        return ("://" in text or "@" in text or "www." in text.lower()) and bool(super().pretest(text))
+
+    def match(self, text: str) -> list[Any] | None:
+        found = [
+            link for link in super().match(text) or [] if link.schema or link.raw.lower().startswith("www.")
+        ]
+        return found or None
+
+
 # "commonmark" with raw HTML off: any tag the model writes is shown as text, never parsed.
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
-    ["table", "strikethrough"]
+_md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False}).enable(
+    ["table", "strikethrough", "linkify"]
 )
+_md.linkify = _Linkify()
 
 # The page has its h1 (the app) and h2 (the conversation); a reply's headings go below them.
 _HEADING_SHIFT = 2
@@ -71,16 +95,17 @@ _TAGS = {
     "s",
 }
 _ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
+_cleaner = nh3.Cleaner(
+    tags=_TAGS,
+    attributes=_ATTRIBUTES,
+    set_tag_attribute_values={"a": {"target": "_blank"}},  # (a click never leaves the reply)
+    url_schemes={"http", "https", "mailto", "tel"},
+    link_rel="noopener noreferrer nofollow",
+)
 
 
 def _clean(html: str) -> str:
-    return nh3.clean(
-        html,
-        tags=_TAGS,
-        attributes=_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto", "tel"},
-        link_rel="noopener noreferrer nofollow",
-    )
+    return str(_cleaner.clean(html))
 
 
 def render_markdown(text: str) -> Markup:
@@ -98,11 +123,28 @@ _UNCLOSED_LINK = re.compile(r"!?\[(?:[^\]]*|[^\]]*\]\([^)]*)$")
 _PIPE_ROW = re.compile(r" {0,3}\|")
 
 
+_LAST_WORD = re.compile(r"\S+$")
+_ADDRESS_STARTS = ("http://", "https://", "www.", "mailto:")
+_BEFORE_AN_ADDRESS = "(<[*_\"'¡¿"
+
+
+def _growing_address(line: str) -> int | None:
+    """Where a last word that is, or may yet become, a bare address starts (None: it isn't one):
+    it would show as text, then as a link to a part of the address, until it is whole."""
+    word = _LAST_WORD.search(line)
+    if word is None:
+        return None
+    core = word.group().lstrip(_BEFORE_AN_ADDRESS).lower()
+    if core and ("@" in core or any(core.startswith(s) or s.startswith(core) for s in _ADDRESS_STARTS)):
+        return word.start()
+    return None
+
+
 def _shown(text: str) -> str:
     """``text`` less what is better held back until the next batch, so that nothing shows for a
     moment as something it is not: the end of a last line that is only markers so far, a fence's
-    opening line, an unclosed ``**`` or link; and a first table row (it becomes the table's header
-    once its delimiter row arrives)."""
+    opening line, an unclosed ``**`` or link, a bare address still being written; and a first
+    table row (it becomes the table's header once its delimiter row arrives)."""
     start = text.rfind("\n") + 1
     line = text[start:]
     if _MARKERS_ONLY.fullmatch(line) or _FENCE_OPENING.fullmatch(line):
@@ -112,6 +154,10 @@ def _shown(text: str) -> str:
             line = line[: line.rfind("**")]
         if "`" not in line and (link := _UNCLOSED_LINK.search(line)):
             line = line[: link.start()]
+        if (address := _growing_address(line)) is not None:
+            line = line[:address]
+        if _MARKERS_ONLY.fullmatch(line):  # (what is left may be markers alone: "- " of "- **Sett")
+            line = ""
     last = start if line else text.rfind("\n", 0, max(0, start - 1)) + 1  # the last line shown
     if (line or start) and _PIPE_ROW.match(text, last):
         above = text.rfind("\n", 0, max(0, last - 1)) + 1

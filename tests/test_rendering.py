@@ -27,6 +27,10 @@ DOCUMENTS = {
     "indented code": "    code one\n\n    code two\n\npara",
     "crlf": "one\r\ntwo\r\n\r\n- a\r\n- b\r\n\r\nend\r\n",
     "emphasis and links": "Tap **Settings > Battery**, then [battery health](https://example.com/b) *now*.",
+    "bare addresses": (
+        "See https://example.com/help?x=1, www.apple.com/es and soporte@example.com.\n\n"
+        "- https://example.org/list\n- (http://x.example/a)\n\nEnd http://x.example/"
+    ),
 }
 
 
@@ -159,6 +163,7 @@ def test_the_tail_is_sent_only_when_it_changes():
 def test_model_written_markup_is_sanitized_in_every_batch(attack):
     text = (
         f"Intro\n\n{attack}\n\n- {attack}\n\n| a |\n| - |\n| {attack} |\n\n```\n{attack}\n```\n\nend {attack}"
+        f"\n\nhttps://example.com/{attack}"
     )
     md = StreamingMarkdown()
     for piece in [*tokens(text), ""]:
@@ -218,3 +223,65 @@ def test_headings_sit_below_the_pages_own():
     html = whole("# One\n\n## Two\n\n### Three\n\n#### Four\n\n##### Five\n\n###### Six\n\nSetext\n===\n")
     assert re.findall(r"<(h\d)>", html) == ["h3", "h4", "h5", "h6", "h6", "h6", "h3"]
     assert re.findall(r"</(h\d)>", html) == ["h3", "h4", "h5", "h6", "h6", "h6", "h3"]
+
+
+@pytest.mark.parametrize(
+    ("text", "href", "shown"),
+    [
+        ("see https://example.com/a?b=1.", "https://example.com/a?b=1", "https://example.com/a?b=1"),
+        ("see www.apple.com/es", "http://www.apple.com/es", "www.apple.com/es"),
+        ("write to soporte@example.com", "mailto:soporte@example.com", "soporte@example.com"),
+        ("(http://example.org/x)", "http://example.org/x", "http://example.org/x"),
+        ("[the guide](https://example.com/g)", "https://example.com/g", "the guide"),
+        ("<https://example.com/auto>", "https://example.com/auto", "https://example.com/auto"),
+    ],
+)
+def test_addresses_are_links_that_open_in_a_new_tab(text, href, shown):
+    html = whole(text)
+    assert f'<a href="{href}" target="_blank" rel="noopener noreferrer nofollow">{shown}</a>' in html
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "main.py",  # a file name is not an address, though .py is a country's domain
+        "ajustes.es",
+        "ftp://example.com/file",
+        "//example.com/x",
+        "javascript:alert(1)",
+        "javascript://example.com/%0aalert(1)",
+        "JaVaScRiPt:alert(1)//https://example.com",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "file:///etc/passwd",
+        "`https://example.com/in-code`",
+    ],
+)
+def test_only_web_and_mail_addresses_become_links(text):
+    html = whole(f"see {text} now")
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert all(href == "https://example.com" for href in hrefs), html  # (only a real https part)
+    assert "<script" not in html
+
+
+def test_every_link_opens_in_a_new_tab_and_gives_nothing_away():
+    html = whole("[a](https://example.com) www.example.org <mailto:x@example.com> [b](tel:+34600000000)")
+    links = re.findall(r"<a [^>]*>", html)
+    assert len(links) == 4
+    for link in links:
+        assert 'target="_blank"' in link and 'rel="noopener noreferrer nofollow"' in link, link
+
+
+def test_a_bare_address_is_linked_only_once_it_is_whole():
+    """Streamed a character at a time, an address being written shows neither as text that then
+    turns into a link, nor as a link to part of it: it appears once it is whole."""
+    text = "Details: https://example.com/help/battery?x=1 and more.\n\n- www.apple.com/es\n- Done\n"
+    wanted = {"https://example.com/help/battery?x=1", "http://www.apple.com/es"}
+    before = ""
+    for n in range(1, len(text) + 1):
+        html = shown_after(list(text[:n]))
+        assert set(re.findall(r'href="([^"]*)"', html)) <= wanted, (n, html)
+        visible = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+        assert visible.startswith(before), (n, before, visible)  # text never goes away again
+        before = visible
+    assert set(re.findall(r'href="([^"]*)"', feed_all(list(text)))) == wanted
