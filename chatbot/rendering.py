@@ -7,12 +7,15 @@ the same renderer and allow-list, so the finished message looks the same as the 
 
 What a reply looks like: its headings sit below the page's own (``#`` is an h3); bare addresses
 (``https://…``, ``www.…``, e-mail addresses) are links; every link opens in a new tab, so a click
-never takes the page away from a reply being written.
+never takes the page away from a reply being written; a table scrolls sideways in its own box.
+Everything the renderer writes still passes the sanitizer, whose allow-list knows each class and
+attribute value the renderer uses.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +24,10 @@ import nh3
 from flask import Flask
 from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
+from markdown_it.utils import OptionsDict
 from markupsafe import Markup
 
 
@@ -64,6 +69,20 @@ def _demote_headings(state: StateCore) -> None:
 _md.core.ruler.push("demote_headings", _demote_headings)
 
 
+def _table_open(self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any) -> str:
+    # (focusable: a keyboard scrolls it sideways too)
+    return '<div class="table-scroll" tabindex="0">' + self.renderToken(tokens, idx, options, env)
+
+
+def _table_close(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any
+) -> str:
+    return self.renderToken(tokens, idx, options, env).rstrip("\n") + "</div>\n"
+
+
+_md.add_render_rule("table_open", _table_open)
+_md.add_render_rule("table_close", _table_close)
+
 _TAGS = {
     "p",
     "br",
@@ -93,11 +112,17 @@ _TAGS = {
     "td",
     "del",
     "s",
+    "div",
 }
 _ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
+# Attributes allowed with these values only, and classes: exactly what the renderer writes.
+_VALUES = {"div": {"tabindex": {"0"}}}
+_CLASSES = {"div": {"table-scroll"}}
 _cleaner = nh3.Cleaner(
     tags=_TAGS,
     attributes=_ATTRIBUTES,
+    tag_attribute_values=_VALUES,
+    allowed_classes=_CLASSES,
     set_tag_attribute_values={"a": {"target": "_blank"}},  # (a click never leaves the reply)
     url_schemes={"http", "https", "mailto", "tel"},
     link_rel="noopener noreferrer nofollow",

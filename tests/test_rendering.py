@@ -31,6 +31,11 @@ DOCUMENTS = {
         "See https://example.com/help?x=1, www.apple.com/es and soporte@example.com.\n\n"
         "- https://example.org/list\n- (http://x.example/a)\n\nEnd http://x.example/"
     ),
+    "wide table and a quote": (
+        "| Setting | Where | Effect | Notes |\n| :-- | :-: | --: | --- |\n"
+        "| Brightness | Display › Brightness | a lot | www.example.com |\n\n"
+        "> Quoted https://example.com/q\n> more\n\n#### Four\n"
+    ),
 }
 
 
@@ -285,3 +290,9 @@ def test_a_bare_address_is_linked_only_once_it_is_whole():
         assert visible.startswith(before), (n, before, visible)  # text never goes away again
         before = visible
     assert set(re.findall(r'href="([^"]*)"', feed_all(list(text)))) == wanted
+
+
+def test_a_table_scrolls_in_its_own_box():
+    html = whole(TABLE)
+    assert html.startswith('<div class="table-scroll" tabindex="0"><table>\n<thead>')
+    assert html.endswith("</tbody>\n</table></div>")
