@@ -7,9 +7,10 @@ the same renderer and allow-list, so the finished message looks the same as the 
 
 What a reply looks like: its headings sit below the page's own (``#`` is an h3); bare addresses
 (``https://…``, ``www.…``, e-mail addresses) are links; every link opens in a new tab, so a click
-never takes the page away from a reply being written; a table scrolls sideways in its own box.
-Everything the renderer writes still passes the sanitizer, whose allow-list knows each class and
-attribute value the renderer uses.
+never takes the page away from a reply being written; a table scrolls sideways in its own box; a
+code block has a head with its language (when Pygments knows it: ``highlight``) and a Copy button,
+and its code is highlighted with Pygments' classes. Everything the renderer writes still passes the
+sanitizer, whose allow-list knows each class and attribute value the renderer uses.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html import escape
 from typing import Any
 
 import nh3
-from flask import Flask
+from flask import Flask, has_request_context
 from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
@@ -29,6 +31,9 @@ from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from markdown_it.utils import OptionsDict
 from markupsafe import Markup
+
+from . import highlight
+from .i18n import _
 
 
 class _Linkify(LinkifyIt):
@@ -80,8 +85,46 @@ def _table_close(
     return self.renderToken(tokens, idx, options, env).rstrip("\n") + "</div>\n"
 
 
+def _labels() -> tuple[str, str, str, str]:
+    """A code block's Copy button: its text, accessible name and feedback, in the page's language
+    (English outside a request: the CLI, exports)."""
+    if not has_request_context():
+        return "Copy", "Copy code", "Copied", "Couldn't copy"
+    return _("Copy"), _("Copy code"), _("Copied"), _("Couldn't copy")
+
+
+def _code(content: str, language: str, closed: bool = True) -> str:
+    """A code block: its head (the language Pygments knows it as, and Copy), then the code,
+    highlighted once the block is closed (while it is being written, the open block is rendered
+    again with each batch: Pygments would cost more than all the rest of a batch)."""
+    lexer = highlight.lexer_for(language) if language else None
+    html = highlight.highlight(content, language) if lexer and closed else None
+    label = f'<span class="code-lang">{escape(lexer.name)}</span>' if lexer else ""
+    copy, name, copied, failed = (escape(text) for text in _labels())
+    return (
+        f'<div class="code-block"><div class="code-head">{label}'
+        f'<button type="button" class="button button--small button--tool code-copy" data-action="copy-code"'
+        f' aria-label="{name}" data-copied="{copied}" data-failed="{failed}">{copy}</button></div>'
+        f'<pre tabindex="0"><code>{escape(content) if html is None else html}</code></pre></div>\n'
+    )
+
+
+def _fence(self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any) -> str:
+    token = tokens[idx]
+    info = token.info.strip().split(maxsplit=1)  # (the model's: it only picks a lexer by name)
+    # closed: its lines are the opening fence, the content and the closing fence
+    closed = token.map is not None and token.map[1] - token.map[0] == token.content.count("\n") + 2
+    return _code(token.content, info[0] if info else "", closed)
+
+
+def _code_block(self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any) -> str:
+    return _code(tokens[idx].content, "")
+
+
 _md.add_render_rule("table_open", _table_open)
 _md.add_render_rule("table_close", _table_close)
+_md.add_render_rule("fence", _fence)
+_md.add_render_rule("code_block", _code_block)
 
 _TAGS = {
     "p",
@@ -113,11 +156,27 @@ _TAGS = {
     "del",
     "s",
     "div",
+    "span",
+    "button",
 }
-_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
+_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "ol": {"start"},
+    "th": {"align"},
+    "td": {"align"},
+    "button": {"aria-label", "data-copied", "data-failed"},
+}
 # Attributes allowed with these values only, and classes: exactly what the renderer writes.
-_VALUES = {"div": {"tabindex": {"0"}}}
-_CLASSES = {"div": {"table-scroll"}}
+_VALUES = {
+    "button": {"type": {"button"}, "data-action": {"copy-code"}},
+    "div": {"tabindex": {"0"}},
+    "pre": {"tabindex": {"0"}},
+}
+_CLASSES = {
+    "div": {"code-block", "code-head", "table-scroll"},
+    "span": {"code-lang", *highlight.TOKEN_CLASSES},
+    "button": {"button", "button--small", "button--tool", "code-copy"},
+}
 _cleaner = nh3.Cleaner(
     tags=_TAGS,
     attributes=_ATTRIBUTES,
@@ -277,7 +336,7 @@ class StreamingMarkdown:
 def _offset_of_line(text: str, line: int) -> int:
     """Where line number ``line`` (from 0) starts in ``text``."""
     offset = 0
-    for _ in range(line):
+    for _n in range(line):
         offset = text.index("\n", offset) + 1
     return offset
 

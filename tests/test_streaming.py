@@ -131,7 +131,7 @@ def test_markdown_is_rendered_in_the_stream_and_ends_as_the_whole_render(client,
     added = "".join(streamed_body([c.split('hx-swap="innerHTML"')[0]]) for c in chunks)
     for html in ("<h4>Steps</h4>", "<strong>restart</strong>", "<li>Tap Battery</li>", "<td>a lot</td>"):
         assert added.count(html) == 1, html
-    assert "<pre><code>adb shell dumpsys battery\n\n</code></pre>" in added
+    assert '<pre tabindex="0"><code>adb shell dumpsys battery\n\n</code></pre>' in added
     # the body streamed is, HTML for HTML, the finished reply's body
     final = events[-1]["data"]
     assert 'data-status="complete"' in final
