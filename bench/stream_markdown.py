@@ -8,8 +8,10 @@ open tail again, sanitize both) plus the event's framing. Next to it, the naive 
 text so far rendered and sanitized again every batch (``render_markdown``), which grows with the
 reply. Figures are per batch: mean, p95, max, and at the batches 10 %, 50 % and 100 % of the way
 through the reply (the median of the 11 batches around each point, over ``--runs`` runs).
+``--fence sh`` gives the code blocks a language, so that Pygments highlights them (and the open
+one again with each batch while it is being written).
 
-    python bench/stream_markdown.py [--words 2000] [--tokens 5] [--runs 5]
+    python bench/stream_markdown.py [--words 2000] [--tokens 5] [--runs 5] [--fence sh]
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def words(n: int, seed: int) -> str:
     return " ".join(WORDS[(seed * 7 + i * 13) % len(WORDS)] for i in range(n))
 
 
-def section(i: int) -> str:
-    """About 230 words of what a support answer looks like."""
+def section(i: int, fence: str = "") -> str:
+    """About 230 words of what a support answer looks like (``fence``: its code's language)."""
     return (
         f"## Step {i + 1}: check the {WORDS[i % len(WORDS)]}\n\n"
         f"{words(45, i)}, and **{words(3, i + 1)}** before you {words(12, i + 2)}.\n\n"
@@ -50,18 +52,18 @@ def section(i: int) -> str:
         )
         + "\n| Setting | Where | Effect |\n| --- | --- | --- |\n"
         + "".join(f"| {words(2, i + k)} | {words(2, k)} | {words(4, i * k)} |\n" for k in range(5))
-        + "\n```\n"
+        + f"\n```{fence}\n"
         + "".join(f"adb shell settings put global {WORDS[k]}_{i} {k}\n" for k in range(5))
         + "```\n\n"
         f"{words(40, i + 9)} ([details](https://example.com/help/{i})).\n\n"
     )
 
 
-def reply(n_words: int) -> str:
+def reply(n_words: int, fence: str = "") -> str:
     """Whole sections, about ``n_words`` words in all."""
     text, i = "", 0
     while len(text.split()) < n_words - 100:
-        text += section(i)
+        text += section(i, fence)
         i += 1
     return text
 
@@ -122,9 +124,10 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=2000)
     parser.add_argument("--tokens", type=int, default=5, help="tokens per batch")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--fence", default="", help="the code blocks' language (sh: highlighted)")
     args = parser.parse_args()
 
-    text = reply(args.words)
+    text = reply(args.words, args.fence)
     pieces = batches(text, args.tokens)
     assert "".join(pieces) == text
     ours, naive, ours_bytes, naive_bytes = [], [], [], []
@@ -138,7 +141,7 @@ def main() -> None:
 
     print(
         f"{len(text.split())} words, {len(text)} characters, {len(pieces)} batches of {args.tokens} tokens, "
-        f"median of {args.runs} runs; milliseconds per batch"
+        f"code fenced as {args.fence or 'no language'!r}, median of {args.runs} runs; milliseconds per batch"
     )
     print(f"{'':28}{'mean':>7}{'p95':>7}{'max':>7}{'@10%':>7}{'@50%':>7}{'@100%':>7}{'total':>9}")
     for name, runs in (("open tail (StreamingMarkdown)", ours), ("whole text every batch", naive)):

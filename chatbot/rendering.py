@@ -4,24 +4,126 @@ A finished message is rendered whole (``render_markdown``, the ``markdown`` filt
 still being written is rendered as it arrives (``StreamingMarkdown``): the blocks that can no longer
 change are rendered once, and only the open block at the end is rendered again with each batch, with
 the same renderer and allow-list, so the finished message looks the same as the streamed one.
+
+What a reply looks like: its headings sit below the page's own (``#`` is an h3); bare addresses
+(``https://…``, ``www.…``, e-mail addresses) are links; every link opens in a new tab, so a click
+never takes the page away from a reply being written; a table scrolls sideways in its own box; a
+code block has a head with its language (when Pygments knows it: ``highlight``) and a Copy button,
+and its code is highlighted with Pygments' classes. Everything the renderer writes still passes the
+sanitizer, whose allow-list knows each class and attribute value the renderer uses.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 import nh3
-from flask import Flask
+from flask import Flask, has_request_context
+from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
+from markdown_it.utils import OptionsDict
 from markupsafe import Markup
 
+from . import highlight
+from .i18n import _
+
+
+class _Linkify(LinkifyIt):
+    """Bare addresses as GitHub links them: ``http://``, ``https://``, ``www.`` and e-mail
+    addresses; not ``ftp:`` or ``//``, nor a bare name with a dot (``main.py``, ``ajustes.es``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add("ftp:", None).add("//", None)
+
+    def pretest(self, text: str) -> bool:
+        # (cheap first: the library's own pretest is a long expression, tried on every paragraph)
+        return ("://" in text or "@" in text or "www." in text.lower()) and bool(super().pretest(text))
+
+    def match(self, text: str) -> list[Any] | None:
+        found = [
+            link for link in super().match(text) or [] if link.schema or link.raw.lower().startswith("www.")
+        ]
+        return found or None
+
+
 # "commonmark" with raw HTML off: any tag the model writes is shown as text, never parsed.
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
-    ["table", "strikethrough"]
+_md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False}).enable(
+    ["table", "strikethrough", "linkify"]
 )
+_md.linkify = _Linkify()
+
+# The page has its h1 (the app) and h2 (the conversation); a reply's headings go below them.
+_HEADING_SHIFT = 2
+
+
+def _demote_headings(state: StateCore) -> None:
+    for token in state.tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1]) + _HEADING_SHIFT)}"
+
+
+_md.core.ruler.push("demote_headings", _demote_headings)
+
+
+def _table_open(self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any) -> str:
+    # (focusable: a keyboard scrolls it sideways too)
+    return '<div class="table-scroll" tabindex="0">' + self.renderToken(tokens, idx, options, env)
+
+
+def _table_close(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any
+) -> str:
+    return self.renderToken(tokens, idx, options, env).rstrip("\n") + "</div>\n"
+
+
+def _labels() -> tuple[str, str, str, str]:
+    """A code block's Copy button: its text, accessible name and feedback, in the page's language
+    (English outside a request: the CLI, exports)."""
+    if not has_request_context():
+        return "Copy", "Copy code", "Copied", "Couldn't copy"
+    return _("Copy"), _("Copy code"), _("Copied"), _("Couldn't copy")
+
+
+def _code(content: str, language: str, closed: bool = True) -> str:
+    """A code block: its head (the language Pygments knows it as, and Copy), then the code,
+    highlighted once the block is closed (while it is being written, the open block is rendered
+    again with each batch: Pygments would cost more than all the rest of a batch)."""
+    lexer = highlight.lexer_for(language) if language else None
+    html = highlight.highlight(content, language) if lexer and closed else None
+    label = f'<span class="code-lang">{escape(lexer.name)}</span>' if lexer else ""
+    copy, name, copied, failed = (escape(text) for text in _labels())
+    return (
+        f'<div class="code-block"><div class="code-head">{label}'
+        f'<button type="button" class="button button--small button--tool code-copy" data-action="copy-code"'
+        f' aria-label="{name}" data-copied="{copied}" data-failed="{failed}">{copy}</button></div>'
+        f'<pre tabindex="0"><code>{escape(content) if html is None else html}</code></pre></div>\n'
+    )
+
+
+def _fence(self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any) -> str:
+    token = tokens[idx]
+    info = token.info.strip().split(maxsplit=1)  # (the model's: it only picks a lexer by name)
+    # closed: its lines are the opening fence, the content and the closing fence
+    closed = token.map is not None and token.map[1] - token.map[0] == token.content.count("\n") + 2
+    return _code(token.content, info[0] if info else "", closed)
+
+
+def _code_block(self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any) -> str:
+    return _code(tokens[idx].content, "")
+
+
+_md.add_render_rule("table_open", _table_open)
+_md.add_render_rule("table_close", _table_close)
+_md.add_render_rule("fence", _fence)
+_md.add_render_rule("code_block", _code_block)
 
 _TAGS = {
     "p",
@@ -52,18 +154,41 @@ _TAGS = {
     "td",
     "del",
     "s",
+    "div",
+    "span",
+    "button",
 }
-_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
+_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "ol": {"start"},
+    "th": {"align"},
+    "td": {"align"},
+    "button": {"aria-label", "data-copied", "data-failed"},
+}
+# Attributes allowed with these values only, and classes: exactly what the renderer writes.
+_VALUES = {
+    "button": {"type": {"button"}, "data-action": {"copy-code"}},
+    "div": {"tabindex": {"0"}},
+    "pre": {"tabindex": {"0"}},
+}
+_CLASSES = {
+    "div": {"code-block", "code-head", "table-scroll"},
+    "span": {"code-lang", *highlight.TOKEN_CLASSES},
+    "button": {"button", "button--small", "button--tool", "code-copy"},
+}
+_cleaner = nh3.Cleaner(
+    tags=_TAGS,
+    attributes=_ATTRIBUTES,
+    tag_attribute_values=_VALUES,
+    allowed_classes=_CLASSES,
+    set_tag_attribute_values={"a": {"target": "_blank"}},  # (a click never leaves the reply)
+    url_schemes={"http", "https", "mailto", "tel"},
+    link_rel="noopener noreferrer nofollow",
+)
 
 
 def _clean(html: str) -> str:
-    return nh3.clean(
-        html,
-        tags=_TAGS,
-        attributes=_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto", "tel"},
-        link_rel="noopener noreferrer nofollow",
-    )
+    return str(_cleaner.clean(html))
 
 
 def render_markdown(text: str) -> Markup:
@@ -81,11 +206,28 @@ _UNCLOSED_LINK = re.compile(r"!?\[(?:[^\]]*|[^\]]*\]\([^)]*)$")
 _PIPE_ROW = re.compile(r" {0,3}\|")
 
 
+_LAST_WORD = re.compile(r"\S+$")
+_ADDRESS_STARTS = ("http://", "https://", "www.", "mailto:")
+_BEFORE_AN_ADDRESS = "(<[*_\"'¡¿"
+
+
+def _growing_address(line: str) -> int | None:
+    """Where a last word that is, or may yet become, a bare address starts (None: it isn't one):
+    it would show as text, then as a link to a part of the address, until it is whole."""
+    word = _LAST_WORD.search(line)
+    if word is None:
+        return None
+    core = word.group().lstrip(_BEFORE_AN_ADDRESS).lower()
+    if core and ("@" in core or any(core.startswith(s) or s.startswith(core) for s in _ADDRESS_STARTS)):
+        return word.start()
+    return None
+
+
 def _shown(text: str) -> str:
     """``text`` less what is better held back until the next batch, so that nothing shows for a
     moment as something it is not: the end of a last line that is only markers so far, a fence's
-    opening line, an unclosed ``**`` or link; and a first table row (it becomes the table's header
-    once its delimiter row arrives)."""
+    opening line, an unclosed ``**`` or link, a bare address still being written; and a first
+    table row (it becomes the table's header once its delimiter row arrives)."""
     start = text.rfind("\n") + 1
     line = text[start:]
     if _MARKERS_ONLY.fullmatch(line) or _FENCE_OPENING.fullmatch(line):
@@ -95,6 +237,10 @@ def _shown(text: str) -> str:
             line = line[: line.rfind("**")]
         if "`" not in line and (link := _UNCLOSED_LINK.search(line)):
             line = line[: link.start()]
+        if (address := _growing_address(line)) is not None:
+            line = line[:address]
+        if _MARKERS_ONLY.fullmatch(line):  # (what is left may be markers alone: "- " of "- **Sett")
+            line = ""
     last = start if line else text.rfind("\n", 0, max(0, start - 1)) + 1  # the last line shown
     if (line or start) and _PIPE_ROW.match(text, last):
         above = text.rfind("\n", 0, max(0, last - 1)) + 1
@@ -189,7 +335,7 @@ class StreamingMarkdown:
 def _offset_of_line(text: str, line: int) -> int:
     """Where line number ``line`` (from 0) starts in ``text``."""
     offset = 0
-    for _ in range(line):
+    for _n in range(line):
         offset = text.index("\n", offset) + 1
     return offset
 

@@ -815,7 +815,7 @@ def test_markdown_renders_while_it_streams_and_nothing_moves_at_the_end(chat, fa
     expect(reply).to_have_attribute("data-status", "streaming")
     body = reply.locator(".message-body")
     # formatted while it is written: the first heading and bold are there long before the end
-    expect(body.locator("h2").first).to_have_text("1. Check the battery")
+    expect(body.locator("h4").first).to_have_text("1. Check the battery")
     expect(body.locator("strong").first).to_have_text("Settings")
     assert reply.get_attribute("data-status") == "streaming"
 

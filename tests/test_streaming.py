@@ -129,9 +129,9 @@ def test_markdown_is_rendered_in_the_stream_and_ends_as_the_whole_render(client,
     assert len(chunks) >= 3
     # finished blocks arrive once each, as HTML, while the reply is still being written
     added = "".join(streamed_body([c.split('hx-swap="innerHTML"')[0]]) for c in chunks)
-    for html in ("<h2>Steps</h2>", "<strong>restart</strong>", "<li>Tap Battery</li>", "<td>a lot</td>"):
+    for html in ("<h4>Steps</h4>", "<strong>restart</strong>", "<li>Tap Battery</li>", "<td>a lot</td>"):
         assert added.count(html) == 1, html
-    assert "<pre><code>adb shell dumpsys battery\n\n</code></pre>" in added
+    assert '<pre tabindex="0"><code>adb shell dumpsys battery\n\n</code></pre>' in added
     # the body streamed is, HTML for HTML, the finished reply's body
     final = events[-1]["data"]
     assert 'data-status="complete"' in final
@@ -175,7 +175,7 @@ def test_a_page_opened_mid_reply_shows_it_as_markdown(live_server, app, fake_ope
         body = page.split('id="msg-2-body"', 1)[1].split('<div class="message-actions">', 1)[0]
         assert body.startswith(" hx-ignore>")  # model-written HTML: htmx leaves it alone
         for html in (
-            "<h2>Steps</h2>",
+            "<h4>Steps</h4>",
             "<strong>restart</strong>",
             "<li>Tap Battery</li>",
             "<table>",

@@ -480,6 +480,31 @@
       setTimeout(() => { button.textContent = label; }, 2000);
     });
 
+    // A code block's Copy: its code alone (not the language label), with the same confirmation,
+    // in the words the server put on the button (data-copied, data-failed: the page's language).
+    // Delegated, so the blocks of a reply still streaming in have it too.
+    on(messages, "click", async (e) => {
+      const button = e.target.closest && e.target.closest('[data-action="copy-code"]');
+      if (!button) return;
+      const code = button.closest(".code-block").querySelector("pre code");
+      if (!button.dataset.label) button.dataset.label = button.textContent;
+      if (!button.dataset.name) button.dataset.name = button.getAttribute("aria-label") || "";
+      let said;
+      try {
+        await copyText(code ? code.textContent.replace(/\n$/, "") : "");
+        said = button.dataset.copied || "Copied";
+      } catch (err) {
+        said = button.dataset.failed || "Couldn't copy";
+      }
+      button.textContent = said;
+      button.setAttribute("aria-label", said);
+      clearTimeout(button.copyTimer);
+      button.copyTimer = setTimeout(() => {
+        button.textContent = button.dataset.label;
+        button.setAttribute("aria-label", button.dataset.name);
+      }, 2000);
+    });
+
     // A suggested question goes through the composer (streamed like any message).
     on(messages, "click", (e) => {
       const suggestion = e.target.closest && e.target.closest('[data-action="suggestion"]');
