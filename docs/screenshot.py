@@ -47,9 +47,7 @@ def shoot(browser, url: str, screen: str, theme: str, lang: str) -> Path:
     for done, question in enumerate(QUESTIONS[lang], start=1):
         page.fill("textarea[name=content]", question)
         page.press("textarea[name=content]", "Enter")
-        page.wait_for_function(
-            f"document.querySelectorAll('article[data-status=complete]').length >= {2 * done}"
-        )
+        page.locator("article[data-status=complete]").nth(2 * done - 1).wait_for()
     page.fill("textarea[name=content]", DRAFT[lang])
     path = OUT / f"{screen}-{theme}-{lang}.png"
     page.screenshot(path=str(path))
