@@ -75,3 +75,29 @@ def test_a_punycode_address_is_shown_as_written_not_as_a_lookalike():
     html = str(render_markdown("Official site: http://xn--80ak6aa92e.com"))
     assert "аррӏе" not in html, html
     assert ">http://xn--80ak6aa92e.com</a>" in html, html
+
+
+def test_a_spanish_visitors_not_found_and_wrong_method_pages_are_in_spanish(offline_app):
+    """errors.http_error translates the title, but a plain 404 (a mistyped address, a missing
+    static file) or 405 (GET /language) keeps werkzeug's English description on the Spanish page:
+    "The requested URL was not found on the server. If you entered the URL manually ..."."""
+    client = offline_app.test_client()
+    for path in ("/no-such-page", "/static/nope.css", "/language"):
+        page = client.get(path, headers={"Accept-Language": "es"})
+        body = page.get_data(as_text=True)
+        assert page.status_code in (404, 405) and '<html lang="es"' in body
+        assert "The requested URL" not in body and "The method is not allowed" not in body, (path, body)
+
+
+def test_an_immutable_static_file_does_not_vary_by_cookie(offline_app):
+    """Versioned static files are public and immutable, yet carry ``Vary: Cookie`` (the session is
+    touched on every request): a shared cache (CDN, proxy) keys them by each visitor's cookies, so
+    every visitor with a session misses it and the year-long caching only helps the browser."""
+    client = offline_app.test_client()
+    page = client.get("/").get_data(as_text=True)
+    start = page.index("/static/css/chat.css?v=")
+    url = page[start : page.index('"', start)]
+    response = client.get(url, headers={"Accept-Encoding": "br"})
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    vary = {v.strip().lower() for v in response.headers.get("Vary", "").split(",")}
+    assert "cookie" not in vary, response.headers.get("Vary")
