@@ -25,6 +25,10 @@ def http_error(error: HTTPException) -> tuple[str, int]:
             "That was too much to send at once. A message can be up to %(limit)s characters.",
             limit=number(current_app.config["MAX_MESSAGE_CHARS"]),
         )
+    if error.description == type(error).description:  # (werkzeug's own words, in English)
+        error.description = _(
+            DEFAULT_DESCRIPTIONS.get(code, DEFAULT_DESCRIPTIONS[400 if code < 500 else 500])
+        )
     if code >= 500:
         db.session.rollback()  # whatever failed must not leave a broken transaction behind
     if request.headers.get("HX-Request") == "true":  # lands in the composer's error line
@@ -74,6 +78,15 @@ def _duration(seconds: int) -> str:
         return ngettext("%(num)s minute", "%(num)s minutes", -(-seconds // 60))
     return ngettext("%(num)s hour", "%(num)s hours", -(-seconds // 3600))
 
+
+# What an error page says when the code that raised it said nothing of its own
+DEFAULT_DESCRIPTIONS = {
+    400: N_("That request couldn't be understood. Please go back to the chat and try again."),
+    403: N_("That isn't allowed here."),
+    404: N_("We couldn't find that page. Check the address, or go back to the chat."),
+    405: N_("That address can't be used that way."),
+    500: N_("Something went wrong on our side. Please try again in a moment."),
+}
 
 # The headings of error pages (werkzeug's names are English)
 STATUS_NAMES = {

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from datetime import UTC, date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import flask_babel
@@ -113,7 +114,7 @@ def reader_zone() -> tzinfo | None:
     """The reader's time zone, once their browser has told us (None: not yet; UTC is shown)."""
     if not has_request_context():
         return None
-    name = request.cookies.get(TZ_COOKIE, "")
+    name = unquote(request.cookies.get(TZ_COOKIE, ""))  # ("America%2FMexico_City", as set by JS)
     return _zone(name) if name else None
 
 
@@ -230,21 +231,29 @@ def _back_to(target: str) -> str:
 # --- compiled catalogs ---------------------------------------------------------------------------------
 
 
+_compiled: dict[tuple[str, float], Translations] = {}
+_compiling = threading.Lock()
+
+
 def _catalogs_from_po(babel: Babel) -> None:
     """A catalog whose compiled ``.mo`` is missing or older than its ``.po`` (a checkout, an edit
-    since the last install) is compiled here, in memory."""
+    since the last install) is compiled here, in memory: once a process (apps made at once in
+    threads share it; CPython 3.11 can fail compiling in several threads at the same time)."""
     for po in sorted(TRANSLATIONS.glob("*/LC_MESSAGES/messages.po")):
         mo = po.with_suffix(".mo")
         if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
             continue  # (Flask-Babel loads it)
-        with po.open("rb") as source:
-            catalog = read_po(source)
-        compiled = io.BytesIO()
-        write_mo(compiled, catalog)
-        compiled.seek(0)
-        locale = po.parent.parent.name
-        babel.domain_instance.cache[locale, "messages"] = Translations(compiled, domain="messages")
-        log.debug("compiled the %s catalog from %s", locale, po)
+        key = (str(po), po.stat().st_mtime)
+        with _compiling:
+            if key not in _compiled:
+                with po.open("rb") as source:
+                    catalog = read_po(source)
+                compiled = io.BytesIO()
+                write_mo(compiled, catalog)
+                compiled.seek(0)
+                _compiled[key] = Translations(compiled, domain="messages")
+                log.debug("compiled the %s catalog from %s", po.parent.parent.name, po)
+        babel.domain_instance.cache[po.parent.parent.name, "messages"] = _compiled[key]
 
 
 def init_app(app: Flask) -> None:
@@ -261,6 +270,13 @@ def init_app(app: Flask) -> None:
             "js_strings": js_strings,
             "message_lang": message_lang,
         }
+
+    @app.after_request
+    def vary_by_language(response: Response) -> Response:
+        """A page's words follow Accept-Language (and the cookie, already in Vary: Cookie)."""
+        if response.mimetype == "text/html":
+            response.vary.add("Accept-Language")
+        return response
 
     app.add_template_filter(ago, "ago")
     app.add_template_filter(day_label, "day_label")

@@ -66,7 +66,10 @@ def _finish(response: Response) -> Response:
     requests_log.info(
         "%s %s %s %.1f ms", request.method, request.path, response.status_code, duration,
         extra={
-            "request_id": request_id, "owner": owner_hash(session.get("owner")),
+            # (a static file's request has no owner to log: reading the session would add Vary:
+            # Cookie to an answer that doesn't depend on it, and a cache would keep one per visitor)
+            "request_id": request_id,
+            "owner": owner_hash(session.get("owner")) if request.endpoint != "static" else None,
             "method": request.method, "path": request.path, "status": response.status_code,
             "duration_ms": round(duration, 1),
         },

@@ -60,6 +60,15 @@ _md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": F
 )
 _md.linkify = _Linkify()
 
+
+def _link_text_as_written(link: str) -> str:
+    """A link's text as the model wrote it. (markdown-it decodes punycode for display: the text of
+    ``http://xn--80ak6aa92e.com`` would read "аррӏе.com", a lookalike of a site it doesn't open.)"""
+    return link
+
+
+_md.normalizeLinkText = _link_text_as_written  # type: ignore[method-assign]
+
 # The page has its h1 (the app) and h2 (the conversation); a reply's headings go below them.
 _HEADING_SHIFT = 2
 

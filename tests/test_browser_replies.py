@@ -58,14 +58,14 @@ def test_a_streamed_reply_with_a_table_and_code_looks_finished_on_a_phone(chat, 
     page = chat
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page.set_viewport_size({"width": 360, "height": 740})
-    fake_openai.will(Reply(REPLY, token_delay=0.03))
+    fake_openai.will(Reply(REPLY, token_delay=0.05))
     send_with_enter(page, "My battery drains fast")
     reply = page.locator(ASSISTANT)
     body = reply.locator(".message-body")
 
     # While it is still being written, the finished code block is there, highlighted, and copies.
     block = body.locator(".code-block")
-    expect(body.locator("blockquote")).to_be_visible()  # (the block after it has begun)
+    expect(body.locator("blockquote")).to_be_visible(timeout=15_000)  # (the block after it has begun)
     expect(block.locator("pre code span.kn").first).to_have_text("import")
     assert reply.get_attribute("data-status") == "streaming"
     expect(block.get_by_role("button", name="Copy code")).to_be_visible()

@@ -195,7 +195,6 @@
       area.name = "edit_content";
       area.setAttribute("form", "composer");
       area.rows = 3;
-      area.maxLength = input.maxLength;
       area.value = source ? source.value : body.textContent;
       const actions = document.createElement("div");
       actions.className = "message-actions";
