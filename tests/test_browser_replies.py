@@ -70,7 +70,10 @@ def test_a_streamed_reply_with_a_table_and_code_looks_finished_on_a_phone(chat, 
     assert reply.get_attribute("data-status") == "streaming"
     expect(block.get_by_role("button", name="Copy code")).to_be_visible()
     copy = block.locator('[data-action="copy-code"]')
-    copy.click()
+    # (from the keyboard: the list scrolls as the reply grows, and a pointer aimed at a moving
+    # button may land beside it; a click is checked on the finished reply below)
+    copy.focus()
+    page.keyboard.press("Enter")
     expect(copy).to_have_text("Copied")
     expect(copy).to_have_accessible_name("Copied")  # (said to a screen reader too)
     assert page.evaluate("navigator.clipboard.readText()") == CODE
@@ -89,8 +92,7 @@ def test_a_streamed_reply_with_a_table_and_code_looks_finished_on_a_phone(chat, 
     # Copy copies exactly the code (not the label "Python", not a trailing newline), says so, and
     # goes back to its name
     copy = block.locator('[data-action="copy-code"]')
-    copy.focus()
-    page.keyboard.press("Enter")
+    copy.click()  # (the reply is finished: nothing moves now)
     expect(copy).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == CODE
     expect(copy).to_have_text("Copy", timeout=4_000)
