@@ -84,7 +84,7 @@ def timed(fn, n: int) -> list[float]:
 
 
 def fill(app, public_id: str, n: int) -> None:
-    """Give a conversation n messages straight in the database (as a long chat would have)."""
+    """Give a conversation n more messages straight in the database (as a long chat would have)."""
     from sqlalchemy import insert, select
 
     from chatbot.extensions import db
@@ -104,7 +104,14 @@ def fill(app, public_id: str, n: int) -> None:
             }
             for i in range(n)
         ]
-        db.session.execute(insert(Message), rows)
+        # each follows the one before (parent_id), as the app writes them and migration 0004
+        # left older ones: not 5,000 first messages, each another's version
+        parent = db.session.execute(
+            select(Message.id).where(Message.conversation_id == cid).order_by(Message.id.desc()).limit(1)
+        ).scalar()
+        for row in rows:
+            row["parent_id"] = parent
+            parent = db.session.execute(insert(Message).values(**row).returning(Message.id)).scalar()
         db.session.commit()
 
 
