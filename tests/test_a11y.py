@@ -179,6 +179,9 @@ def test_a_stopped_or_failed_reply_is_announced_with_how_it_ended(browser, live_
     fake_openai.will(Reply(SLOW_REPLY, token_delay=0.05), Reply(status=500))
     send(page, "¿Cómo activo la eSIM?")
     expect(announcer).to_have_text("El asistente está respondiendo…")
+    # Stopped once the model is answering (a stop before that never asks it, and the slow reply
+    # would then be the second question's)
+    expect(page.locator(ASSISTANT).locator(".message-body")).to_contain_text("word1 ")
     page.keyboard.press("Escape")
     expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "interrupted")
     expect(announcer).to_have_text(page.locator(ASSISTANT).locator(".message-notice").inner_text())

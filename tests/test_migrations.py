@@ -4,7 +4,7 @@ its data, and two workers starting at once on a fresh database both come up."""
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
 import uuid
 from datetime import UTC, datetime
 
@@ -464,44 +464,48 @@ def test_a_previous_release_database_is_upgraded_with_its_data(database_url, app
 # --- 4: two workers starting at once --------------------------------------------------------------
 
 
+def _start_worker(uri: str, together, results) -> None:
+    """One worker process: wait for the others, create the app, and report how its start went (what
+    its schema step did, and whether it then serves the page)."""
+    try:
+        made = database._upgrade
+        outcomes: list[str] = []
+
+        def recorded() -> str:
+            outcomes.append(made())
+            return outcomes[-1]
+
+        database._upgrade = recorded  # this process's own copy
+        together.wait()
+        app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "workers"})
+        results.put((outcomes, app.test_client().get("/").status_code, None))
+    except BaseException as exc:  # reported to the test
+        results.put(([], 0, repr(exc)))
+
+
 def test_two_workers_starting_at_once_on_a_fresh_database(tmp_path, monkeypatch):
     """Workers starting together on a new SQLite file (gunicorn's, or two hosts' on shared storage)
     all come up: the file is switched to WAL and the schema made exactly once, under the lock.
-    Repeated, because the race it guards against (two first connections switching the journal at
-    once fail at once, busy timeout or not) lost about one try in ten."""
-    outcomes: list[str] = []
-    made = database._upgrade
-
-    def recorded() -> str:
-        outcomes.append(made())
-        return outcomes[-1]
-
-    monkeypatch.setattr(database, "_upgrade", recorded)
+    Worker processes, as gunicorn's are (threads would also race CPython 3.11's parser, which
+    Werkzeug uses to compile URL rules). Repeated, because the race it guards against (two first
+    connections switching the journal at once fail at once, busy timeout or not) lost about one try
+    in ten."""
     monkeypatch.setenv("CHATBOT_INSTANCE_PATH", str(tmp_path / "instance"))
+    forked = multiprocessing.get_context("fork")
     for attempt in range(12):
-        outcomes.clear()
         uri = f"sqlite:///{tmp_path / f'fresh-{attempt}.sqlite3'}"
-        together = threading.Barrier(3, timeout=10)
-        apps, errors = [], []
-
-        def start(uri=uri, together=together, apps=apps, errors=errors) -> None:
-            try:
-                together.wait()
-                apps.append(
-                    create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "workers"})
-                )
-            except BaseException as exc:  # reported below
-                errors.append(exc)
-
-        workers = [threading.Thread(target=start) for _ in range(3)]
+        together, results = forked.Barrier(3, timeout=20), forked.Queue()
+        workers = [forked.Process(target=_start_worker, args=(uri, together, results)) for _ in range(3)]
         for worker in workers:
             worker.start()
+        reports = [results.get(timeout=60) for _ in workers]
         for worker in workers:
             worker.join(30)
-        assert errors == [] and len(apps) == 3, (attempt, errors)
-        assert outcomes == ["created"], (attempt, outcomes)
-        with apps[0].app_context(), db.engine.connect() as conn:
+        assert [error for _, _, error in reports] == [None] * 3, (attempt, reports)
+        assert sorted(o for outcomes, _, _ in reports for o in outcomes) == ["created"], (attempt, reports)
+        assert [status for _, status, _ in reports] == [200] * 3, (attempt, reports)
+        engine = create_engine(uri)
+        with engine.connect() as conn:
             assert current_revision(conn) == HEAD
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-    for app in apps:
-        assert app.test_client().get("/").status_code == 200
+        engine.dispose()
