@@ -40,6 +40,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         errors,
         health,
         i18n,
+        knowledge,
         llm,
         logs,
         ratelimit,
@@ -64,5 +65,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     health.init_app(app)
     chat.init_app(app)
+    knowledge.init_app(app)
     cli.init_app(app)
     return app

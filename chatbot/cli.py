@@ -15,7 +15,7 @@ import openai
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from .chat import export, queries
+from .chat import export, outcomes, queries
 from .chat.conversations import delete_conversations
 from .chat.replies import sweep
 from .config import Defaults
@@ -46,15 +46,39 @@ def parse_age(text: str) -> timedelta:
 
 @conversations.command("list")
 def list_command() -> None:
-    """Every conversation: id, title, messages, last update (newest first)."""
+    """Every conversation: id, messages, last update, outcome, title (newest first)."""
     rows = queries.conversations_with_counts()
     if not rows:
         click.echo("No conversations.")
         return
-    click.echo(f"{'ID':<14} {'MESSAGES':>8}  {'UPDATED (UTC)':<16}  TITLE")
+    click.echo(f"{'ID':<14} {'MESSAGES':>8}  {'UPDATED (UTC)':<16}  {'OUTCOME':<10}  TITLE")
     for conversation, n in rows:
         updated = conversation.updated_at.strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{conversation.public_id:<14} {n:>8}  {updated:<16}  {printable(conversation.title)}")
+        state = conversation.outcome or "open"
+        title = printable(conversation.title)
+        click.echo(f"{conversation.public_id:<14} {n:>8}  {updated:<16}  {state:<10}  {title}")
+
+
+@conversations.command("outcomes")
+@click.option("--since", metavar="AGE", help="Only conversations started within AGE (e.g. 7d, 24h).")
+def outcomes_command(since: str | None) -> None:
+    """How conversations ended. Only a customer's own "yes, it solved it" counts as resolved."""
+    start = utcnow() - parse_age(since) if since else None
+    report = outcomes.summary(start)
+    for name, count in report.by_outcome.items():
+        click.echo(f"{name:<11} {count:>7}")
+    resolved = report.by_outcome["resolved"]
+    click.echo(f"confirmed resolved: {resolved} of {report.total} ({report.resolution_rate:.0%})")
+
+
+@conversations.command("settle")
+def settle_command() -> None:
+    """Mark abandoned the open conversations idle for ABANDONED_AFTER_MINUTES (the app does it too)."""
+    minutes = float(current_app.config["ABANDONED_AFTER_MINUTES"])
+    if minutes <= 0:
+        raise click.ClickException("ABANDONED_AFTER_MINUTES is 0: conversations are never marked abandoned")
+    settled = outcomes.settle(utcnow(), timedelta(minutes=minutes))
+    click.echo(f"{settled} conversation(s) marked abandoned (idle for {minutes:g} minutes)")
 
 
 @conversations.command("reset")

@@ -44,8 +44,25 @@ class Defaults:
     # The questions an empty chat offers (chatbot/suggestions.py): a JSON list, or an object by
     # language ({"en": [...], "es": [...]}); unset: one per main topic of the bundled dataset.
     SUGGESTIONS: list[str] | dict[str, list[str]] | None = None
+    # The shop's help articles (Markdown, see chatbot/knowledge/articles.py): this folder, else
+    # instance/articles/ when it holds any, else the samples in the package. They are indexed at
+    # start when they changed (or with `flask articles index`).
+    ARTICLES_FOLDER: str | None = None
+    ARTICLES_INDEX_AT_START = True
+    # Each turn gives the model the passages of at most this many articles.
+    RETRIEVAL_ARTICLES = 3
     # Shown under a failed reply, e.g. "call 900 123 456 (9:00-18:00) or write to help@shop.example".
     SUPPORT_CONTACT: str | None = None
+    # How a customer who asks for a person reaches one (each optional): the assistant gives these,
+    # in words and under "Talk to a person".
+    SUPPORT_PHONE: str | None = None  # "+34 900 123 456"
+    SUPPORT_EMAIL: str | None = None  # "help@shop.example"
+    SUPPORT_HOURS: str | None = None  # "Monday to Friday, 9:00 to 20:00"
+    SUPPORT_URL: str | None = None  # a contact page
+    # A conversation with no outcome and nothing new for this long is counted as abandoned (never
+    # as resolved); 0 switches the sweep off.
+    ABANDONED_AFTER_MINUTES = 30.0
+    ABANDONED_SWEEP_SECONDS = 60.0  # how often each process looks for them (after a request)
     # Limits that keep one browser from filling the database.
     MAX_CONVERSATIONS_PER_OWNER = 500
     MAX_MESSAGES_PER_CONVERSATION = 10_000

@@ -52,6 +52,17 @@ class Status(StrEnum):
 
 
 LIVE = (Status.STREAMING.value, Status.STOPPING.value)
+
+
+class Outcome(StrEnum):
+    """How a conversation ended. Only RESOLVED (the customer said so) counts as resolved."""
+
+    RESOLVED = "resolved"  # "did this solve it?" -> yes
+    UNRESOLVED = "unresolved"  # -> no
+    ESCALATED = "escalated"  # asked for a person (the button, or in words)
+    ABANDONED = "abandoned"  # no answer for a while (chat/outcomes.py's sweep)
+
+
 RETRYABLE = (Status.ERROR.value, Status.INTERRUPTED.value)
 
 
@@ -120,6 +131,9 @@ class Conversation(db.Model):  # type: ignore[name-defined]
     title: Mapped[str] = mapped_column(String(200), default=DEFAULT_TITLE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # How it ended (chat/outcomes.py): None while open, else one of ``Outcome``
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation",
@@ -259,8 +273,9 @@ class SessionRecord(db.Model):  # type: ignore[name-defined]
 # (batch mode) drops their triggers: it must create them again.
 
 SEARCH_CONFIG = "chatbot_search"
-SEARCH_TABLES = ("messages_fts", "conversations_fts")  # SQLite (each with its shadow tables)
-SEARCH_INDEXES = ("ix_messages_search", "ix_conversations_search")  # PostgreSQL
+# SQLite (each with its shadow tables); the help articles' own is declared below
+SEARCH_TABLES = ("messages_fts", "conversations_fts", "help_passages_fts")
+SEARCH_INDEXES = ("ix_messages_search", "ix_conversations_search", "ix_help_passages_search")  # PostgreSQL
 
 # a message the search finds: on the shown path, written (a streaming reply is indexed when it ends)
 _SEARCHABLE = "{row}.shown AND {row}.status NOT IN ('streaming', 'stopping') AND {row}.content <> ''"
@@ -378,3 +393,77 @@ def _after_create(target: Any, connection: Connection, **kw: Any) -> None:
 @event.listens_for(Message.__table__, "before_drop")
 def _before_drop(target: Any, connection: Connection, **kw: Any) -> None:
     drop_search(connection)
+
+
+# --- the shop's help articles (knowledge/): rebuilt from their files, never edited in place ---
+
+
+class HelpArticle(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "help_articles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    lang: Mapped[str] = mapped_column(String(8))
+    topic: Mapped[str] = mapped_column(String(80))
+    tags: Mapped[str] = mapped_column(Text, default="")  # comma-separated
+    body: Mapped[str] = mapped_column(Text)
+
+
+class HelpPassage(db.Model):  # type: ignore[name-defined]
+    """A section of an article, with its search terms (``knowledge/terms.py``): ``head`` (the
+    article's title and tags, the section's heading) and ``body`` (its text)."""
+
+    __tablename__ = "help_passages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("help_articles.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    heading: Mapped[str] = mapped_column(String(200), default="")
+    text: Mapped[str] = mapped_column(Text)
+    head_terms: Mapped[str] = mapped_column(Text, default="")
+    body_terms: Mapped[str] = mapped_column(Text, default="")
+
+
+class HelpIndex(db.Model):  # type: ignore[name-defined]
+    """One row: what the index was built from (the folder's fingerprint) and when."""
+
+    __tablename__ = "help_index"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)
+    articles: Mapped[int] = mapped_column(Integer)
+    passages: Mapped[int] = mapped_column(Integer)
+    indexed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# SQLite: an FTS5 table over the passages' terms (the terms are already folded and stemmed: the
+# tokenizer only splits them); the indexer fills it with the passages. PostgreSQL: a GIN index on
+# the same terms, weighted A (head) and B (body), in the 'simple' configuration.
+HELP_SQLITE_DDL = ("CREATE VIRTUAL TABLE help_passages_fts USING fts5(head, body, tokenize = 'unicode61')",)
+HELP_DOCUMENT = (
+    "(setweight(to_tsvector('simple', head_terms), 'A') || setweight(to_tsvector('simple', body_terms), 'B'))"
+)
+HELP_POSTGRESQL_DDL = (f"CREATE INDEX ix_help_passages_search ON help_passages USING gin ({HELP_DOCUMENT})",)
+
+
+def create_help_search(conn: Connection) -> None:
+    statements = {"sqlite": HELP_SQLITE_DDL, "postgresql": HELP_POSTGRESQL_DDL}.get(conn.dialect.name, ())
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+
+
+def drop_help_search(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("DROP TABLE IF EXISTS help_passages_fts")
+
+
+@event.listens_for(HelpPassage.__table__, "after_create")
+def _help_after_create(target: Any, connection: Connection, **kw: Any) -> None:
+    create_help_search(connection)
+
+
+@event.listens_for(HelpPassage.__table__, "before_drop")
+def _help_before_drop(target: Any, connection: Connection, **kw: Any) -> None:
+    drop_help_search(connection)

@@ -74,9 +74,10 @@ _HEADING_SHIFT = 2
 
 
 def _demote_headings(state: StateCore) -> None:
+    shift = state.env.get("heading_shift", _HEADING_SHIFT) if isinstance(state.env, dict) else _HEADING_SHIFT
     for token in state.tokens:
         if token.type in ("heading_open", "heading_close"):
-            token.tag = f"h{min(6, int(token.tag[1]) + _HEADING_SHIFT)}"
+            token.tag = f"h{min(6, int(token.tag[1]) + shift)}"
 
 
 _md.core.ruler.push("demote_headings", _demote_headings)
@@ -202,6 +203,12 @@ def _clean(html: str) -> str:
 
 def render_markdown(text: str) -> Markup:
     return Markup(_clean(_md.render(text or "")))
+
+
+def render_article(text: str) -> Markup:
+    """A help article on its own page: the same renderer and allow-list as a reply (an article is
+    text from a file, and may be wrong too), its headings kept at their level under the page's h1."""
+    return Markup(_clean(_md.render(text or "", {"heading_shift": 0})))
 
 
 # --- while a reply streams ---------------------------------------------------------------------
@@ -356,4 +363,5 @@ def render_streaming(text: str) -> Update:
 
 def init_app(app: Flask) -> None:
     app.add_template_filter(render_markdown, "markdown")
+    app.add_template_filter(render_article, "article_markdown")
     app.add_template_filter(render_streaming, "markdown_so_far")

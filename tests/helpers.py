@@ -148,3 +148,17 @@ def plant_session(app, sid: str, data: dict) -> None:
             SessionRecord(session_id=iface.key_prefix + sid, data=encoded, expiry=datetime(2100, 1, 1))
         )
         db.session.commit()
+
+
+def history(request) -> list[dict]:
+    """The conversation a model request carried: its messages without the turn's note about the
+    shop's articles (a system message after the first, just before the customer's latest)."""
+    messages = request.json["messages"]
+    return [m for i, m in enumerate(messages) if not (i > 0 and m["role"] == "system")]
+
+
+def articles_note(request) -> str | None:
+    """The turn's note about the shop's articles in a model request, if it has one."""
+    messages = request.json["messages"]
+    notes = [m["content"] for i, m in enumerate(messages) if i > 0 and m["role"] == "system"]
+    return notes[0] if notes else None

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from .fake_openai import Reply
+from .helpers import history
 
 CONVERSATION_URL = re.compile(r"/c/[A-Za-z0-9_-]+$")
 MESSAGES = "#messages article.message"
@@ -229,7 +230,7 @@ def test_failed_reply_shows_the_reason_and_retry_reuses_the_turn(chat, fake_open
     expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
     assert len(fake_openai.requests) == 2
     # The retried request asks the same question once, without the failed reply.
-    assert [m["role"] for m in fake_openai.requests[1].json["messages"]] == ["system", "user"]
+    assert [m["role"] for m in history(fake_openai.requests[1])] == ["system", "user"]
     assert_no_js_errors(page)
 
 
@@ -327,7 +328,7 @@ def test_a_normal_turn_raises_no_javascript_errors(chat, fake_openai):
         "Hello from the fake model."
     )
     assert len(fake_openai.requests) == 2
-    assert [m["role"] for m in fake_openai.requests[1].json["messages"]] == [
+    assert [m["role"] for m in history(fake_openai.requests[1])] == [
         "system",
         "user",
         "assistant",
@@ -680,7 +681,7 @@ def test_regenerate_and_edit_keep_versions_behind_a_switcher(chat, fake_openai):
     expect(latest.locator(".versions-count")).to_have_text("2/2")
     expect(page.locator(ASSISTANT)).to_have_count(2)
     expect(composer(page)).to_have_value("a draft I keep")
-    assert [m["content"] for m in fake_openai.requests[2].json["messages"][1:]] == ["q1", "a1", "q2"]
+    assert [m["content"] for m in history(fake_openai.requests[2])[1:]] == ["q1", "a1", "q2"]
 
     # ‹ shows the first version; the focus stays on the switcher
     latest.locator('[data-action="version-prev"]').click()
@@ -714,7 +715,7 @@ def test_regenerate_and_edit_keep_versions_behind_a_switcher(chat, fake_openai):
     expect(page.locator(ASSISTANT).first).to_contain_text("a1 for the edit")
     expect(page.locator(ASSISTANT).first).to_have_attribute("data-status", "complete")
     expect(composer(page)).to_have_value("a draft I keep")
-    assert [m["content"] for m in fake_openai.requests[3].json["messages"][1:]] == ["q1, said better"]
+    assert [m["content"] for m in history(fake_openai.requests[3])[1:]] == ["q1, said better"]
 
     # the old question comes back with the whole conversation that followed it
     page.locator(USER).first.locator('[data-action="version-prev"]').click()
@@ -929,7 +930,7 @@ def test_the_sidebar_switches_conversations_in_place_with_back_forward_and_reloa
     expect(page.locator(ASSISTANT).last).to_have_attribute("data-status", "complete")
     expect(rows.first).to_contain_text("Battery drains fast")
     expect(rows).to_have_count(2)
-    assert [m["content"] for m in fake_openai.requests[2].json["messages"][1:]] == [
+    assert [m["content"] for m in history(fake_openai.requests[2])[1:]] == [
         "Battery drains fast",
         "About the battery.",
         "Still draining",

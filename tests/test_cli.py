@@ -48,16 +48,18 @@ def test_init_db_creates_the_tables(app, runner):
     assert app.test_client().get("/").status_code == 200
 
 
-def test_list_shows_id_title_count_and_update(app, client, runner, fake_openai):
+def test_list_shows_id_title_count_update_and_outcome(app, client, runner, fake_openai):
     assert "No conversations." in runner.invoke(args=["conversations", "list"]).output
     first, second = make_conversations(app, client, ["Battery question", "Screen question"])
     send(client, "one more", second)
+    send(client, "I want to talk to a person", first)  # (an escalation)
     out = runner.invoke(args=["conversations", "list"]).output
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["ID", "MESSAGES", "UPDATED", "(UTC)", "TITLE"]
-    assert lines[1].split()[0] == second and lines[1].split()[1] == "4"  # newest first
-    assert lines[2].split()[0] == first and lines[2].split()[1] == "2"
-    assert lines[1].endswith("Screen question") and lines[2].endswith("Battery question")
+    assert lines[0].split() == ["ID", "MESSAGES", "UPDATED", "(UTC)", "OUTCOME", "TITLE"]
+    assert lines[1].split()[0] == first and lines[1].split()[1:2] == ["4"]  # newest first
+    assert lines[2].split()[0] == second and lines[2].split()[1] == "4"
+    assert lines[1].split()[4] == "escalated" and lines[2].split()[4] == "open"
+    assert lines[1].endswith("Battery question") and lines[2].endswith("Screen question")
 
 
 def test_reset_by_id(app, client, runner, fake_openai):

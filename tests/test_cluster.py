@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from .fake_openai import Reply, tokens
-from .helpers import HX, message_url, post_url, wait_until
+from .helpers import HX, history, message_url, post_url, wait_until
 from .servers import RoundRobin, Stream, assert_no_traceback, first_events, post
 
 pytestmark = pytest.mark.postgres_only
@@ -52,7 +52,7 @@ def test_a_conversation_started_on_one_server_continues_on_the_other(cluster, fa
     )
     assert second.status == 200 and 'data-status="complete"' in second.final()
     # server B sent the model the whole conversation, including what went through server A
-    assert [m["content"] for m in fake_openai.requests[-1].json["messages"][1:]] == [
+    assert [m["content"] for m in history(fake_openai.requests[-1])[1:]] == [
         "My phone won't charge",
         "Charge it overnight.",
         "Still nothing after a night",

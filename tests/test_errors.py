@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from .fake_openai import Reply
-from .helpers import all_conversations, all_messages, conversation_id_from, parse_sse, send
+from .helpers import all_conversations, all_messages, conversation_id_from, history, parse_sse, send
 
 
 @pytest.mark.parametrize("content", ["", "   ", "\n\t  \n"])
@@ -154,7 +154,7 @@ def test_failed_reply_is_left_out_of_the_next_model_input(client, app, fake_open
     fake_openai.will(Reply(status=500))
     cid = conversation_id_from(send(client, "First try"))
     send(client, "Second question", cid)
-    sent = fake_openai.requests[-1].json["messages"]
+    sent = history(fake_openai.requests[-1])
     assert [m["role"] for m in sent] == ["system", "user", "user"]
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import insert, select
 from chatbot.extensions import db
 from chatbot.models import Conversation, Message, utcnow
 
-from .helpers import HX, conversation_id_from, send
+from .helpers import HX, conversation_id_from, history, send
 
 
 def fill(app, public_id: str, n: int) -> None:
@@ -72,7 +72,7 @@ def test_the_model_input_stops_at_the_history_budget(app_factory, openai_config,
     cid = conversation_id_from(send(client, "first question"))
     fill(app, cid, 200)  # each about 11 tokens by our estimate
     send(client, "newest question", cid)
-    sent = fake_openai.requests[-1].json["messages"]
+    sent = history(fake_openai.requests[-1])
     assert sent[0]["role"] == "system" and sent[-1] == {"role": "user", "content": "newest question"}
     assert 10 < len(sent) < 30  # only the newest messages that fit
     assert sent[-2]["content"] == "old message number 199"

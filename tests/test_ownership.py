@@ -80,6 +80,7 @@ def attempts(ids: Ids) -> dict[str, list[Attempt]]:
         "chat.message": on_messages("", method="GET"),
         "chat.stop": on_messages("stop"),
         "chat.feedback": on_messages("feedback", {"rating": "down", "comment": "not mine"}),
+        "chat.outcome": on_messages("outcome", {"answer": "yes"}),
         "chat.version": on_messages("version", {"to": str(a), "from": str(q)}),
         "chat.rename": [Attempt("POST", f"/c/{c}/rename", {"title": "Taken over"})],
         "chat.rename_page": [Attempt("GET", f"/c/{c}/rename")],
@@ -93,7 +94,7 @@ def attempts(ids: Ids) -> dict[str, list[Attempt]]:
 def snapshot(app) -> tuple:
     """All the owner could lose or have changed: every conversation and message as stored."""
     return (
-        [(c.public_id, c.title, c.owner, c.updated_at) for c in all_conversations(app)],
+        [(c.public_id, c.title, c.owner, c.updated_at, c.outcome) for c in all_conversations(app)],
         [(m.id, m.content, m.status, m.shown, m.parent_id, m.meta) for m in all_messages(app)],
     )
 

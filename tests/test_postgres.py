@@ -8,7 +8,7 @@ import pytest
 
 from .conftest import PG_SERVER
 from .fake_openai import Reply
-from .helpers import all_messages, conversation_id_from, parse_sse, send
+from .helpers import all_messages, conversation_id_from, history, parse_sse, send
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_turns_on_postgresql(pg_url, app_factory, openai_config, fake_openai, mo
     retried = parse_sse(send(client, "", cid, retry=reply_id).get_data(as_text=True))[-1]["data"]
     assert 'data-status="complete"' in retried
 
-    assert [m["role"] for m in fake_openai.requests[-1].json["messages"]] == [
+    assert [m["role"] for m in history(fake_openai.requests[-1])] == [
         "system",
         "user",
         "assistant",

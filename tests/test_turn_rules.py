@@ -121,7 +121,7 @@ class ScriptedProvider:
         self.received: list[list[dict[str, str]]] = []  # the messages of each stream() call
         self.replies: list[ScriptedReply] = []
 
-    def stream(self, messages: list[dict[str, str]]) -> ScriptedReply:
+    def stream(self, messages: list[dict[str, str]], briefing: Any = None) -> ScriptedReply:
         self.received.append([dict(m) for m in messages])
         if self.stream_fails is not None:
             raise self.stream_fails
@@ -396,9 +396,12 @@ def test_run_streams_the_text_and_saves_the_reply_with_its_metadata(make_app):
             more, finished = drain(gen)
     deltas += more
 
-    assert provider.received == [
-        [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": QUESTION}]
-    ]
+    (received,) = provider.received
+    # the system prompt, the shop's articles for the question (knowledge/), the question
+    assert [m["role"] for m in received] == ["system", "system", "user"]
+    assert received[0] == {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
+    assert "/help/phone-wont-charge" in received[1]["content"]
+    assert received[2] == {"role": "user", "content": QUESTION}
     assert "".join(deltas) == "Hello, world!"
     assert deltas[0] == "Hello"
     reply = finished.reply
@@ -409,6 +412,8 @@ def test_run_streams_the_text_and_saves_the_reply_with_its_metadata(make_app):
         "complete",
         False,
     )
+    retrieved = reply.meta.pop("retrieved")  # what the shop's articles gave (test_grounding.py)
+    assert retrieved[0]["slug"] == "phone-wont-charge" and retrieved[0]["passages"]
     assert reply.meta == {
         "provider": "scripted",
         "model": "scripted-model-7",
@@ -419,7 +424,10 @@ def test_run_streams_the_text_and_saves_the_reply_with_its_metadata(make_app):
         "prompt_tokens": 12,
         "completion_tokens": 3,
         "total_tokens": 15,
+        "intent": "question",
+        "ask_outcome": True,  # (an answer to a question: "Did this solve it?")
     }
+    reply.meta["retrieved"] = retrieved
     saved = row(app, turn.reply.id)
     assert (saved.content, saved.status, saved.meta) == (reply.content, "complete", reply.meta)
     assert saved.lease_until is None and saved.attempt == 1

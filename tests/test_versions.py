@@ -10,7 +10,7 @@ import time
 from chatbot.config import DEFAULT_SYSTEM_PROMPT
 
 from .fake_openai import Reply
-from .helpers import HX, all_messages, conversation_id_from, message_url, parse_sse, post_url, send
+from .helpers import HX, all_messages, conversation_id_from, history, message_url, parse_sse, post_url, send
 from .test_resilience import set_reply
 
 
@@ -37,7 +37,8 @@ def shown(client, cid: str) -> list[str]:
 
 
 def model_saw(request) -> list[tuple[str, str]]:
-    return [(m["role"], m["content"]) for m in request.json["messages"]]
+    """The conversation the model read (without the turn's note about the shop's articles)."""
+    return [(m["role"], m["content"]) for m in history(request)]
 
 
 def ids(app) -> dict[str, int]:

@@ -7,9 +7,10 @@ from typing import Any
 from flask import Blueprint, Flask, current_app
 
 from ..i18n import _
+from ..knowledge.briefing import contact
 from ..llm import get_provider
 from ..suggestions import suggestions
-from . import live, replies
+from . import live, outcomes, replies
 
 bp = Blueprint("chat", __name__)
 
@@ -27,11 +28,15 @@ def inject_assistant() -> dict[str, Any]:
         "support_contact": current_app.config.get("SUPPORT_CONTACT"),
         "assistant_name": current_app.config.get("ASSISTANT_NAME") or _("Phone support"),
         "suggestions": suggestions,
+        "asks_outcome": outcomes.asks,
+        "contact": contact(current_app.config),
+        "contact_labels": {"phone": _("Phone"), "email": _("E-mail"), "hours": _("Hours"), "url": _("Web")},
     }
 
 
 def init_app(app: Flask) -> None:
     live.init_app(app)
+    outcomes.init_app(app)
     app.url_map.converters["id"] = views.IdConverter
     app.register_blueprint(bp)
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..i18n import _, _l, number
+from ..knowledge.briefing import contact
 from ..models import (
     DEFAULT_TITLE,
     LIVE,
@@ -66,6 +67,8 @@ class Settings:
     max_messages: int
     max_live: int
     auto_title: bool = False  # ask the model for a title after a conversation's first reply
+    retrieval_articles: int = 3  # the shop's articles given to the model per turn (0: none)
+    contact: tuple[tuple[str, str], ...] = ()  # how to reach a person (knowledge/briefing.py)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -83,6 +86,8 @@ class Settings:
             max_messages=int(config["MAX_MESSAGES_PER_CONVERSATION"]),
             max_live=int(config["MAX_LIVE_REPLIES_PER_OWNER"]),
             auto_title=str(config.get("AUTO_TITLE") or "").strip().lower() == "model",
+            retrieval_articles=int(config.get("RETRIEVAL_ARTICLES", 3)),
+            contact=contact(config),
         )
 
 

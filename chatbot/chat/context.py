@@ -10,13 +10,8 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 
 from ..extensions import db
+from ..llm.base import estimate_tokens
 from ..models import Message, Status
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap, deliberately generous token estimate (about 3 characters a token, plus framing)."""
-    return len(text) // 3 + 4
-
 
 # Built once: "this conversation's usable messages before X, newest first".
 _HISTORY = (

@@ -21,12 +21,25 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, null, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    and_,
+    bindparam,
+    case,
+    func,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..extensions import db, rowcount
 from ..i18n import _
-from ..models import LIVE, RETRYABLE, Conversation, Message, Status, db_clock, utcnow
+from ..models import LIVE, RETRYABLE, Conversation, Message, Outcome, Status, UTCDateTime, db_clock, utcnow
 from . import holder
 
 log = logging.getLogger(__name__)
@@ -111,7 +124,21 @@ _FINISH = (
 _TOUCH = (
     update(Conversation.__table__)
     .where(Conversation.__table__.c.id == bindparam("conversation_id"))
-    .values(updated_at=bindparam("updated_at"))
+    .values(
+        updated_at=bindparam("updated_at"),
+        # a new outcome when the turn has one (the customer asked for a person); an abandoned
+        # conversation the customer came back to is open again
+        outcome=case(
+            (bindparam("outcome", type_=String).is_not(None), bindparam("outcome", type_=String)),
+            (Conversation.__table__.c.outcome == Outcome.ABANDONED.value, null()),
+            else_=Conversation.__table__.c.outcome,
+        ),
+        outcome_at=case(
+            (bindparam("outcome", type_=String).is_not(None), bindparam("updated_at", type_=UTCDateTime())),
+            (Conversation.__table__.c.outcome == Outcome.ABANDONED.value, null()),
+            else_=Conversation.__table__.c.outcome_at,
+        ),
+    )
 )
 
 
@@ -142,6 +169,7 @@ def finish(
     meta: dict[str, Any],
     *,
     give_up_after: float,
+    outcome: str | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep = time.sleep,
 ) -> Saved:
@@ -155,7 +183,14 @@ def finish(
             with db.engine.begin() as conn:
                 saved = rowcount(conn.execute(_FINISH, values)) == 1
                 if saved:
-                    conn.execute(_TOUCH, {"conversation_id": lease.conversation_id, "updated_at": utcnow()})
+                    conn.execute(
+                        _TOUCH,
+                        {
+                            "conversation_id": lease.conversation_id,
+                            "updated_at": utcnow(),
+                            "outcome": outcome,
+                        },
+                    )
             return Saved.SAVED if saved else Saved.LOST
         except (OperationalError, DBAPIError) as exc:
             if not isinstance(exc, OperationalError) and not exc.connection_invalidated:

@@ -16,14 +16,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from ..extensions import db
 from ..i18n import N_
+from ..knowledge import briefing, grounding
+from ..knowledge.dialogue import Intent
 from ..language import detect
-from ..llm import Finish, Provider, ProviderError, Text, Usage
-from ..models import MessageRecord, Status
+from ..llm import Briefing, Finish, Note, Provider, ProviderError, Text, Usage
+from ..models import MessageRecord, Outcome, Status
 from . import context, queries, replies, titles
 from .begin import (
     BUSY,
@@ -79,6 +81,8 @@ class _Outcome:
     usage: Usage | None = None
     ttft: float | None = None
     error: ProviderError | None = None
+    briefing: Briefing | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class _TurnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -115,6 +119,12 @@ def run(
         messages = context.model_input(
             turn.conversation.id, lease.reply_id, settings.system_prompt, settings.history_tokens
         )
+        messages, outcome.briefing = briefing.brief(
+            db.session.connection(),
+            messages,
+            articles=settings.retrieval_articles,
+            contact=settings.contact,
+        )
         db.session.commit()  # never hold a transaction across the model call
 
         def interval() -> float:  # the more replies this process streams, the bigger the batches
@@ -122,7 +132,7 @@ def run(
                 live.count(), settings.flush_seconds, settings.flush_max_seconds, settings.batches_per_second
             )
 
-        reply = provider.stream(messages)
+        reply = provider.stream(messages, outcome.briefing)
         reply.pace(every := interval())
         if not watched:  # (a page without JavaScript: the whole reply, as soon as it can be had)
             reply.at_once()
@@ -153,6 +163,8 @@ def run(
                 outcome.usage = event
             elif isinstance(event, Finish):
                 outcome.finish_reason = event.reason
+            elif isinstance(event, Note):
+                outcome.notes[event.key] = event.value
             elif isinstance(event, ProviderError):
                 tlog.warning("model call failed (%s): %s", event.kind, event.detail)
                 outcome.error = event
@@ -198,6 +210,40 @@ def run(
             shown.reply.content,
         )
     yield shown
+
+
+# what the offline assistant answered from, when it makes the reply an answer that may close the question
+_ANSWERS = ("article", "dataset")
+
+
+def _knowledge(meta: dict[str, Any], outcome: _Outcome, status: str, text: str) -> str | None:
+    """The reply's knowledge in its metadata: what kind of message it answered, what was
+    retrieved, which articles it cites, and whether it asks "Did this solve it?". Returns the
+    conversation's new outcome, if the turn decides one (the customer asked for a person)."""
+    meta.update(outcome.notes)
+    brief = outcome.briefing
+    if brief is None:
+        return None
+    meta["intent"] = brief.intent
+    if brief.sources:
+        meta["retrieved"] = [
+            {
+                "slug": s.slug,
+                "title": s.title,
+                "score": round(s.score, 2),
+                "passages": [p.passage_id for p in s.passages],
+            }
+            for s in brief.sources
+        ]
+        if sources := grounding.cited(text, brief.sources):
+            meta["sources"] = sources
+    if status == Status.COMPLETE.value and brief.intent == Intent.QUESTION.value:
+        answered_from = outcome.notes.get("answered_from")
+        if answered_from in _ANSWERS or (answered_from is None and outcome.finish_reason in (None, "stop")):
+            meta["ask_outcome"] = True
+    if brief.intent == Intent.PERSON.value and status != Status.ERROR.value:
+        return Outcome.ESCALATED.value
+    return None
 
 
 def _complete(shown: Finished) -> bool:
@@ -267,7 +313,8 @@ def _save(
         meta["error_detail"] = outcome.error.detail  # (what the operator reads: never shown)
         if not outcome.error.retryable:
             meta["retryable"] = False
-    saved = replies.finish(lease, status, meta, give_up_after=settings.save_seconds)
+    outcome_now = _knowledge(meta, outcome, status, lease.text())
+    saved = replies.finish(lease, status, meta, give_up_after=settings.save_seconds, outcome=outcome_now)
     tlog.info(
         "reply %s (%s), %s",
         status,

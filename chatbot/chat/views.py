@@ -36,7 +36,7 @@ from ..i18n import _
 from ..llm import get_provider
 from ..models import Conversation, Message
 from ..rendering import StreamingMarkdown
-from . import bp, conversations, queries, replies, stream, turns, versions
+from . import bp, conversations, outcomes, queries, replies, stream, turns, versions
 from .live import live_replies
 from .pump import Heartbeat
 from .turns import Delta, Finished, Settings, TurnRefused
@@ -393,6 +393,23 @@ def feedback(public_id: str, message_id: int) -> Any:
             ),
         )
     replies.set_feedback(found, rating, comment or None)
+    if not is_htmx():
+        return redirect(url_for("chat.show", public_id=public_id) + f"#msg-{message_id}", 303)
+    return _one_message(conversation, found, poll=False)
+
+
+@bp.post("/c/<public_id>/messages/<id:message_id>/outcome")
+@ratelimit.stops
+def outcome(public_id: str, message_id: int) -> Any:
+    """The customer's answer to "Did this solve it?" on the answer that asked (Yes, No, or Talk to
+    a person): the conversation's outcome."""
+    conversation, found = owned_message_or_404(public_id, message_id)
+    choice = request.form.get("answer", "")
+    if choice not in outcomes.ANSWERS:
+        abort(400, description=_("Choose Yes, No or Talk to a person."))
+    if not outcomes.asks(found) or found.id != queries.last_message_id(conversation):
+        abort(409, description=_("This answer no longer asks that: the conversation has moved on."))
+    outcomes.answer(conversation, found, choice)
     if not is_htmx():
         return redirect(url_for("chat.show", public_id=public_id) + f"#msg-{message_id}", 303)
     return _one_message(conversation, found, poll=False)

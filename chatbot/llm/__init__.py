@@ -7,11 +7,13 @@ from typing import Any
 
 from flask import Flask
 
-from .base import Event, Finish, Provider, ProviderError, ReplyStream, Text, Usage
+from .base import Briefing, Event, Finish, Note, Provider, ProviderError, ReplyStream, Text, Usage
 
 __all__ = [
+    "Briefing",
     "Event",
     "Finish",
+    "Note",
     "Provider",
     "ProviderError",
     "ReplyStream",

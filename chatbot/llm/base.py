@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 
+def estimate_tokens(text: str) -> int:
+    """A cheap, deliberately generous token estimate (about 3 characters a token, plus framing)."""
+    return len(text) // 3 + 4
+
+
 @dataclass(frozen=True, slots=True)
 class Text:
     text: str
@@ -31,7 +36,35 @@ class Finish:
     reason: str
 
 
-Event = Text | Usage | Finish
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something a backend says about its answer, kept in the reply's metadata (the offline
+    assistant says what it answered from: ``Note("answered_from", "article")``)."""
+
+    key: str
+    value: Any
+
+
+Event = Text | Usage | Finish | Note
+
+
+@dataclass(frozen=True, slots=True)
+class Briefing:
+    """What the turn found out about the question before asking (``knowledge/briefing.py``): what
+    kind of message it is, its language, the shop's articles that answer it and how to reach a
+    person. The messages a provider gets already tell a model all this; a backend that reads no
+    prose (the offline assistant) reads it here."""
+
+    intent: str = "question"
+    lang: str | None = None
+    sources: tuple[Any, ...] = ()  # knowledge.retrieve.Source, best first
+    confident: bool = False  # the best source answers the question (not merely mentions it)
+    follow_up: bool = False  # the question was read with the one before it
+    coverage: float = 0.0  # how much of the question the best article holds (0: nothing known)
+    topical: bool = False  # it names something the articles are about (not "a recipe for paella")
+    contact: tuple[
+        tuple[str, str], ...
+    ] = ()  # ("phone", "+34 900 …"), ("email", …), ("hours", …), ("url", …)
 
 
 class ProviderError(Exception):
@@ -71,4 +104,4 @@ class Provider(Protocol):
     model: str  # what is stored in metadata
     label: str  # what the page shows
 
-    def stream(self, messages: list[dict[str, Any]]) -> ReplyStream: ...
+    def stream(self, messages: list[dict[str, Any]], briefing: Briefing | None = None) -> ReplyStream: ...

@@ -22,7 +22,7 @@ from typing import Any
 import openai
 
 from ..i18n import N_
-from .base import Event, Finish, ProviderError, Text, Usage
+from .base import Briefing, Event, Finish, ProviderError, Text, Usage
 from .cancellable import Call, CallCancelled, OpenAI, http_client, tracked
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,8 @@ class OpenAIProvider:
             kwargs["max_completion_tokens"] = self.max_tokens
         return kwargs
 
-    def stream(self, messages: list[dict[str, Any]]) -> _OpenAIReply:
+    def stream(self, messages: list[dict[str, Any]], briefing: Briefing | None = None) -> _OpenAIReply:
+        """(The briefing is in the messages already, as the turn wrote it for a model.)"""
         return _OpenAIReply(self, messages)
 
 

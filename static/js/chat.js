@@ -368,9 +368,19 @@
         input.value = "";
         measure();
         // a new turn began: only the latest reply can be retried or regenerated: older buttons go
-        messages.querySelectorAll('[data-action="retry"], [data-action="regenerate"]').forEach((b) => b.remove());
+        // (and "Did this solve it?" goes from the answer before: the conversation moved on)
+        messages.querySelectorAll('[data-action="retry"], [data-action="regenerate"], form.outcome').forEach((b) => b.remove());
       }
       input.focus();
+    });
+
+    // "No, that didn't solve it": the answer asks what happened, and the customer says it here.
+    let toComposer = false;
+    on(document, "click", (e) => {
+      if (e.target.closest && e.target.closest('[data-action="outcome-no"]')) toComposer = true;
+    });
+    on(document, "htmx:after:swap", () => {
+      if (toComposer) { toComposer = false; input.focus(); }
     });
 
     // Keep the newest text in view while it streams, unless the reader scrolled up (then offer
