@@ -136,7 +136,11 @@
       const articles = messages.querySelectorAll("article[data-message-id]");
       return articles.length ? articles[articles.length - 1].dataset.messageId : "";
     };
-    on(form, "submit", (e) => {
+    // (on the document, capturing: it runs before htmx's own handler on the form, which may have
+    // been added first and would otherwise send the form before this has filled in "after" or
+    // refused a second request: the page then flashed "Please wait…" at its first message)
+    on(document, "submit", (e) => {
+      if (e.target !== form) return;
       const retry = e.submitter && ["retry", "regenerate", "edit"].includes(e.submitter.name) ? e.submitter : null;
       if (retry && retry.dataset.sent) {  // a double click must not ask twice
         e.preventDefault();
@@ -162,7 +166,7 @@
       }
       clearOnAccept = !retry;
       stickToBottom = true;
-    }, true);
+    }, { capture: true });
 
     // Edit: an editor opens inside the message (Enter resends, Shift+Enter a new line, Esc
     // cancels). Its fields belong to the composer's form (form="composer"), so the resend streams
