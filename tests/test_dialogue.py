@@ -168,6 +168,31 @@ def test_a_dialogue_in_the_browser(browser, offline_server, lang):
     send_in_page(page, script[3])
     expect(page.locator(ASSISTANT).last.locator(".message-body")).to_have_text(SMALL_TALK["thanks"][lang])
 
+    # a new topic gets its own answer and article
+    send_in_page(
+        page,
+        {
+            "en": "ok, and how do I back up my photos?",
+            "es": "vale, ¿y cómo hago una copia de seguridad de mis fotos?",
+        }[lang],
+    )
+    expect(page.locator(ASSISTANT).last.locator(".message-sources a")).to_have_attribute(
+        "href", {"en": "/help/back-up-your-phone", "es": "/help/copia-de-seguridad"}[lang]
+    )
+    # off-topic: declined politely, nothing to rate
+    send_in_page(
+        page,
+        {"en": "Can you give me a good recipe for paella?", "es": "¿Quién ganó el partido de fútbol ayer?"}[
+            lang
+        ],
+    )
+    expect(page.locator(ASSISTANT).last.locator(".message-body")).to_have_text(OFF_TOPIC[lang])
+    expect(page.locator("form.outcome")).to_have_count(0)
+    # a person: how to reach one
+    send_in_page(page, {"en": "I'd like to talk to a person", "es": "quiero hablar con una persona"}[lang])
+    expect(page.locator(ASSISTANT).last.locator(".message-body")).to_contain_text("+34 900 123 456")
+    expect(page.locator("form.outcome")).to_have_count(0)
+
     # the cited article opens as a page of its own
     article = context.new_page()
     article.goto(offline_server.url + slug)

@@ -91,8 +91,8 @@ def test_json_holds_the_shown_path_in_order_and_no_other_version(app, client, ed
     assert response.headers["Content-Disposition"].startswith("attachment;")
     assert response.is_streamed
     document = json.loads(response.get_data(as_text=True))
-    assert set(document) == {"id", "title", "created_at", "updated_at", "messages"}
-    assert document["id"] == edited and document["title"] == "q1"
+    assert set(document) == {"id", "title", "created_at", "updated_at", "outcome", "messages"}
+    assert document["id"] == edited and document["title"] == "q1" and document["outcome"] == "open"
     path = shown_path(app, edited)
     assert [m["content"] for m in document["messages"]] == SHOWN
     assert [m["id"] for m in document["messages"]] == [m.id for m in path]

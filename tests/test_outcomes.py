@@ -70,6 +70,8 @@ def test_yes_is_the_only_resolved(shop, htmx):
         page = client.get(response.headers["Location"]).get_data(as_text=True)
         assert "Glad that solved it" in page and 'data-action="outcome-yes"' not in page
     assert outcome(shop) == "resolved" and all_messages(shop)[1].meta["resolution"] == "yes"
+    exported = client.get(f"/c/{cid}/export.json").get_json()
+    assert exported["outcome"] == "resolved" and exported["messages"][1]["metadata"]["resolution"] == "yes"
     with shop.app_context():
         report = outcomes.summary()
     assert report.by_outcome["resolved"] == 1 and report.resolution_rate == 1.0

@@ -46,6 +46,8 @@ PUBLIC_META = (
     "feedback",
     "lang",
     "error",  # (the one line the page shows under a failed reply)
+    "sources",  # the shop's articles the answer cites
+    "resolution",  # the customer's answer to "Did this solve it?"
 )
 
 
@@ -61,6 +63,7 @@ class ConversationInfo:
     title: str
     created_at: datetime
     updated_at: datetime
+    outcome: str | None = None  # how it ended (chat/outcomes.py); None while open
 
     @classmethod
     def of(cls, conversation: Conversation) -> ConversationInfo:
@@ -70,6 +73,7 @@ class ConversationInfo:
             conversation.title,
             conversation.created_at,
             conversation.updated_at,
+            conversation.outcome,
         )
 
 
@@ -110,6 +114,7 @@ _INFO = (
     Conversation.title,
     Conversation.created_at,
     Conversation.updated_at,
+    Conversation.outcome,
 )
 
 
@@ -209,6 +214,7 @@ def json_document(
         "title": info.title,
         "created_at": iso(info.created_at),
         "updated_at": iso(info.updated_at),
+        "outcome": info.outcome or "open",
     }
     inner = indent + "  "
     yield "{\n"

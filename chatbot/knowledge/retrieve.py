@@ -336,7 +336,10 @@ def retrieve(
     previous = next((m for m in reversed(earlier) if known.known_terms(m)), None)
     sure = bool(alone) and alone[0].confident
     topical = known.topical_share(query, asked) >= TOPICAL_SHARE
-    if previous is None or (sure and not refers_back(latest, known.known_terms(latest))):
+    # read with the question before it: a message that refers back, or one about the articles'
+    # topics that finds nothing sure alone ("it's an iPhone 13"); not one about something else
+    back = refers_back(latest, known.known_terms(latest))
+    if previous is None or not (back or (topical and not sure)):
         return Retrieved(alone, query, False, lang, topical)
     combined, combined_asked = dict(query), dict(asked)
     before, before_asked = known.terms(previous)
