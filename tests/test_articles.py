@@ -223,6 +223,7 @@ def test_the_evaluation_fails_below_its_thresholds_and_names_a_bad_line(offline_
 
 def test_every_article_is_a_public_page_and_the_list_puts_the_visitors_language_first(offline_app):
     client = offline_app.test_client()
+    assert 'href="/help" data-action="help-articles"' in client.get("/").get_data(as_text=True)
     page = client.get("/help/warranty")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
