@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from ..extensions import db
 from ..i18n import N_
-from ..knowledge import briefing, grounding
+from ..knowledge import briefing, grounding, retrieve
 from ..knowledge.dialogue import Intent
 from ..language import detect
 from ..llm import Briefing, Finish, Note, Provider, ProviderError, Text, Usage
@@ -226,15 +226,7 @@ def _knowledge(meta: dict[str, Any], outcome: _Outcome, status: str, text: str) 
         return None
     meta["intent"] = brief.intent
     if brief.sources:
-        meta["retrieved"] = [
-            {
-                "slug": s.slug,
-                "title": s.title,
-                "score": round(s.score, 2),
-                "passages": [p.passage_id for p in s.passages],
-            }
-            for s in brief.sources
-        ]
+        meta["retrieved"] = retrieve.described(brief.sources)
         if sources := grounding.cited(text, brief.sources):
             meta["sources"] = sources
     if status == Status.COMPLETE.value and brief.intent == Intent.QUESTION.value:

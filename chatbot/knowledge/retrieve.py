@@ -95,17 +95,18 @@ class Retrieved:
     def confident(self) -> bool:
         return bool(self.sources) and self.sources[0].confident
 
-    def meta(self) -> list[dict[str, object]]:
-        """What was retrieved, for the reply's metadata."""
-        return [
-            {
-                "slug": s.slug,
-                "title": s.title,
-                "score": round(s.score, 2),
-                "passages": [p.passage_id for p in s.passages],
-            }
-            for s in self.sources
-        ]
+
+def described(sources: Sequence[Source]) -> list[dict[str, object]]:
+    """What was retrieved, as a reply's metadata keeps it."""
+    return [
+        {
+            "slug": s.slug,
+            "title": s.title,
+            "score": round(s.score, 2),
+            "passages": [p.passage_id for p in s.passages],
+        }
+        for s in sources
+    ]
 
 
 @dataclass(slots=True)
