@@ -38,6 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         config,
         database,
         errors,
+        finetune,
         health,
         i18n,
         knowledge,
@@ -66,5 +67,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     health.init_app(app)
     chat.init_app(app)
     knowledge.init_app(app)
+    finetune.init_app(app)
     cli.init_app(app)
     return app

@@ -179,7 +179,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
     """Compact JSON, UTF-8 as written, and always on one line: NEL, LINE SEPARATOR and
     PARAGRAPH SEPARATOR are valid inside JSON strings but split lines for many readers
     (Python's ``str.splitlines`` among them), so they are escaped."""
@@ -219,11 +219,11 @@ def json_document(
     inner = indent + "  "
     yield "{\n"
     for key, value in head.items():
-        yield f"{inner}{_dumps(key)}: {_dumps(value)},\n"
+        yield f"{inner}{dumps(key)}: {dumps(value)},\n"
     yield f'{inner}"messages": ['
     separator = "\n"
     for message in messages:
-        yield f"{separator}{inner}  {_dumps(message_json(message))}"
+        yield f"{separator}{inner}  {dumps(message_json(message))}"
         separator = ",\n"
     yield f"\n{inner}]\n{indent}}}" if separator != "\n" else f"]\n{indent}}}"
 
@@ -412,8 +412,11 @@ def chat_example(messages: Iterable[ExportedMessage], system_prompt: str) -> dic
                 turns.append({"role": "user", "content": question.content})
                 turns.append({"role": "assistant", "content": message.content})
             question = None
-    if not turns:
-        return None
+    return with_system(turns, system_prompt) if turns else None
+
+
+def with_system(turns: list[dict[str, str]], system_prompt: str) -> dict[str, Any]:
+    """A fine-tuning example: the system prompt (when there is one), then the turns."""
     system = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     return {"messages": system + turns}
 
@@ -434,7 +437,7 @@ def jsonl(infos: Iterable[ConversationInfo], system_prompt: str, tally: Tally | 
         example = chat_example(shown_messages(info.id), system_prompt)
         if example is not None:
             tally.written += 1
-            yield _dumps(example) + "\n"
+            yield dumps(example) + "\n"
 
 
 def export(fmt: str, infos: Iterable[ConversationInfo], system_prompt: str, tally: Tally) -> Iterator[str]:
