@@ -8,7 +8,9 @@ goes through the same steps as a turn (the look-up, then the assistant), and the
 - answers on topic: the answer cites the expected article, or, searched in the articles itself,
   finds it among the first 3 (so a model's answer that cites nothing is judged by what it says);
 - answers in the customer's language;
-- latency of the answers (median and 95th percentile), and of retrieval alone.
+- latency of the answers (median and 95th percentile), and of retrieval alone;
+- the tokens the answers took, as the model reported them (``Result.prompt_tokens`` /
+  ``completion_tokens``: None when it reported none, as the offline assistant).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ..language import detect, language
-from ..llm import Provider, ProviderError, Text
+from ..llm import Provider, ProviderError, Text, Usage
 from .briefing import brief
 from .retrieve import Source, retrieve
 
@@ -53,6 +55,8 @@ class Result:
     retrieval_ms: float = 0.0
     answer_ms: float = 0.0
     error: str | None = None
+    prompt_tokens: int | None = None  # as the model reported them (None: not reported)
+    completion_tokens: int | None = None
 
 
 @dataclass(slots=True)
@@ -73,6 +77,12 @@ class Report:
         if len(values) == 1:
             return values[0]
         return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+
+    def tokens(self, attribute: str) -> int | None:
+        """The tokens of all answers (``prompt_tokens`` or ``completion_tokens``); None when the
+        model reported none."""
+        values = [getattr(r, attribute) for r in self.results if getattr(r, attribute) is not None]
+        return sum(values) if values else None
 
     def figures(self) -> dict[str, float]:
         return {
@@ -113,11 +123,19 @@ def _matches(source: Source, expected: str) -> bool:
     return expected in (source.topic, source.slug)
 
 
-def _ask(provider: Provider, messages: list[dict[str, str]], briefing: Any) -> str:
+def _ask(provider: Provider, messages: list[dict[str, str]], briefing: Any, result: Result) -> str:
+    """The answer's text; the tokens it took go on ``result`` when the model reports them."""
     reply = provider.stream(messages, briefing)
     reply.at_once()
+    texts = []
     try:
-        return "".join(e.text for e in reply if isinstance(e, Text))
+        for event in reply:
+            if isinstance(event, Text):
+                texts.append(event.text)
+            elif isinstance(event, Usage):
+                result.prompt_tokens = event.prompt_tokens
+                result.completion_tokens = event.completion_tokens
+        return "".join(texts)
     finally:
         reply.close()
 
@@ -154,7 +172,7 @@ def evaluate(
             started = clock()
             try:
                 messages, briefing = brief(conn, messages, articles=articles, contact=contact)
-                result.answer = _ask(provider, messages, briefing)
+                result.answer = _ask(provider, messages, briefing, result)
             except ProviderError as exc:
                 result.error = exc.detail
             result.answer_ms = (clock() - started) * 1000
