@@ -221,17 +221,21 @@ def check_message(message: Any) -> list[str]:
 
 
 def validate_lines(
-    lines: Iterable[str | None], *, model: str = DEFAULT_MODEL, epochs: int | None = None
+    lines: Iterable[str | None],
+    *,
+    model: str = DEFAULT_MODEL,
+    epochs: int | None = None,
+    min_examples: int = MIN_EXAMPLES,
 ) -> Report:
     """Check a fine-tuning file's lines (numbered from 1; None: a line that is not UTF-8) and
-    gather its statistics."""
+    gather its statistics. ``min_examples``: fewer is an error (a validation file needs one)."""
     limit = token_limit(model)
     report = Report(model, limit, epochs or TARGET_EPOCHS, epochs is None)
     for number, line in enumerate(lines, 1):
         _check_line(report, number, line)
-    if report.examples < MIN_EXAMPLES:
+    if report.examples < min_examples:
         report.errors.append(
-            Problem(0, f"{report.examples} examples: a training file needs at least {MIN_EXAMPLES}")
+            Problem(0, f"{report.examples} examples: a training file needs at least {min_examples}")
         )
     if epochs is None:
         report.epochs = auto_epochs(report.examples)
@@ -265,11 +269,15 @@ def _check_line(report: Report, number: int, line: str | None) -> None:
         )
 
 
-def validate_file(path: Path, *, model: str = DEFAULT_MODEL, epochs: int | None = None) -> Report:
+def validate_file(
+    path: Path, *, model: str = DEFAULT_MODEL, epochs: int | None = None, min_examples: int = MIN_EXAMPLES
+) -> Report:
     """``validate_lines`` on a file, read a line at a time (a last line break is not an empty
     line; a line that is not UTF-8 is reported as such)."""
     with path.open("rb") as f:
-        return validate_lines((_decoded(raw) for raw in f), model=model, epochs=epochs)
+        return validate_lines(
+            (_decoded(raw) for raw in f), model=model, epochs=epochs, min_examples=min_examples
+        )
 
 
 def _decoded(raw: bytes) -> str | None:
