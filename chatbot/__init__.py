@@ -31,6 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             pass
 
     from . import (
+        admin,
         assets,
         chat,
         cli,
@@ -66,5 +67,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     health.init_app(app)
     chat.init_app(app)
     knowledge.init_app(app)
+    admin.init_app(app)
     cli.init_app(app)
     return app
