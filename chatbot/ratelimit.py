@@ -132,8 +132,19 @@ _messages_per_ip = _limit("RATELIMIT_MESSAGES_PER_IP", "messages-ip", ip_key)
 #: ``POST /c`` from a browser that has no owner yet (other limits count its message too).
 new_sessions = _limit("RATELIMIT_NEW_SESSIONS_PER_IP", "new-sessions", ip_key, exempt_when=has_owner)
 stops = _limit("RATELIMIT_STOPS_PER_IP", "stops", ip_key)
+
+
+def admin_area_off() -> bool:
+    """No admin account yet: ``/admin`` answers 404 like an unknown page (never 429 either)."""
+    from .admin.accounts import any_account  # (the admin views import this module)
+
+    return not any_account()
+
+
 #: ``POST /admin/login``: password guesses per address (the lockout counts them per account)
-admin_logins = _limit("RATELIMIT_ADMIN_LOGINS_PER_IP", "admin-logins", ip_key, methods=["POST"])
+admin_logins = _limit(
+    "RATELIMIT_ADMIN_LOGINS_PER_IP", "admin-logins", ip_key, methods=["POST"], exempt_when=admin_area_off
+)
 
 
 def messages(view: F) -> F:

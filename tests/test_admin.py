@@ -72,7 +72,7 @@ def form_token(html: str) -> str:
 # --- off until an account exists -----------------------------------------------------------------
 
 
-def test_the_admin_area_is_an_unknown_page_until_an_account_exists(app, client):
+def test_the_admin_area_is_an_unknown_page_until_an_account_exists(app, client, app_factory):
     unknown = client.get("/no-such-page")
     for path in ("/admin", "/admin/", "/admin/login", "/admin/audit"):
         response = client.get(path)
@@ -81,6 +81,10 @@ def test_the_admin_area_is_an_unknown_page_until_an_account_exists(app, client):
         assert sorted(response.headers.keys()) == sorted(unknown.headers.keys()), path
     assert login(client).status_code == 404
     assert client.post("/admin/logout").status_code == 404
+    limited = app_factory(
+        PROVIDER="offline", RATELIMIT_ENABLED=True, RATELIMIT_ADMIN_LOGINS_PER_IP="1/minute"
+    )
+    assert [login(limited.test_client()).status_code for _ in range(3)] == [404] * 3  # (not 429)
     assert create_user(app).exit_code == 0
     assert client.get("/admin/login").status_code == 200
     assert client.get("/admin").status_code == 303  # (now: sign in first)
@@ -191,6 +195,14 @@ def test_every_failure_says_the_same_thing(app, admin, client):
     assert without_tokens(wrong).replace('value="ana"', "") == without_tokens(unknown).replace(
         'value="nobody"', ""
     )
+
+
+def test_the_longest_password_works_and_a_longer_one_does_not(app):
+    longest = "p" * accounts.MAX_PASSWORD
+    assert create_user(app, "long", longest).exit_code == 0
+    assert create_user(app, "longer", longest + "p").exit_code != 0
+    assert login(app.test_client(), "long", longest + "extra").status_code == 401  # (not cut to fit)
+    assert login(app.test_client(), "long", longest).status_code == 303
 
 
 def test_sign_in_goes_back_to_the_admin_page_asked_for_and_nowhere_else(app, admin):

@@ -124,6 +124,7 @@ def authenticate(name: str, password: str, now: datetime | None = None) -> Attem
     user = find(name) if NAME.match(name) else None
     # the same work whether or not the name exists (and whether or not it is locked)
     right = check_password_hash(user.password_hash if user else _dummy_hash(), password[:MAX_PASSWORD])
+    right = right and len(password) <= MAX_PASSWORD  # (no password is longer: see check_password)
     locked = user is not None and user.locked_until is not None and user.locked_until > now
     if user is not None and right and not locked:
         user.failed_logins = 0

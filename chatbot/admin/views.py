@@ -40,6 +40,8 @@ def guard() -> Response | None:
         response = Response(_("Please sign in again."), status=401, mimetype="text/plain")
         response.headers["HX-Redirect"] = url_for("admin.login")
         return response
+    if request.method != "GET":  # (a form sent after the session ended: back to the area's home)
+        return redirect(url_for("admin.login"), 303)
     return redirect(url_for("admin.login", next=request.full_path.rstrip("?")), 303)
 
 
