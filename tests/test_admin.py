@@ -210,7 +210,13 @@ def test_sign_in_goes_back_to_the_admin_page_asked_for_and_nowhere_else(app, adm
     first = client.get("/admin/audit")
     assert first.status_code == 303 and first.headers["Location"] == "/admin/login?next=/admin/audit"
     assert login(client, next="/admin/audit").headers["Location"] == "/admin/audit"
-    for elsewhere in ("https://evil.example/admin", "//evil.example", "/c/abc", "/admin\\@evil"):
+    for elsewhere in (
+        "https://evil.example/admin",
+        "//evil.example",
+        "/c/abc",
+        "/admin\\@evil",
+        "/administrator",
+    ):
         other = app.test_client()
         assert login(other, next=elsewhere).headers["Location"] == "/admin", elsewhere
 

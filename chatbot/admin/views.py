@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from .. import ratelimit
@@ -62,7 +62,7 @@ def _next_page(target: str) -> str:
     if (
         parts.scheme
         or parts.netloc
-        or not target.startswith("/admin")
+        or not (target == "/admin" or target.startswith(("/admin/", "/admin?")))
         or "\\" in target
         or any(ord(c) < 32 for c in target)
         or target.startswith("/admin/login")
@@ -72,8 +72,6 @@ def _next_page(target: str) -> str:
 
 
 def _failed_message() -> str:
-    from flask import current_app
-
     return str(FAILED) % {
         "failures": current_app.config["ADMIN_LOCKOUT_FAILURES"],
         "minutes": f"{float(current_app.config['ADMIN_LOCKOUT_MINUTES']):g}",
