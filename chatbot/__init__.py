@@ -31,6 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             pass
 
     from . import (
+        admin,
         assets,
         chat,
         cli,
@@ -68,5 +69,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     chat.init_app(app)
     knowledge.init_app(app)
     finetune.init_app(app)
+    admin.init_app(app)
     cli.init_app(app)
     return app

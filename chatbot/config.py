@@ -132,6 +132,15 @@ class Defaults:
     # the headers are ignored: anyone can send them).
     PROXY_HOPS = 0
 
+    # The admin area (/admin, off until `flask admin create-user` has made an account): a sign-in
+    # lasts at most ADMIN_SESSION_HOURS, and ends after ADMIN_IDLE_MINUTES without a request.
+    # ADMIN_LOCKOUT_FAILURES wrong passwords in a row lock the account for ADMIN_LOCKOUT_MINUTES.
+    ADMIN_SESSION_HOURS = 12.0
+    ADMIN_IDLE_MINUTES = 60.0
+    ADMIN_LOCKOUT_FAILURES = 5
+    ADMIN_LOCKOUT_MINUTES = 15.0
+    ADMIN_COOKIE_NAME = "chatbot_admin"
+
     # Production refuses to start without an explicit SECRET_KEY.
     PRODUCTION = False
     SECRET_KEY: str | None = None
@@ -144,6 +153,7 @@ class Defaults:
     RATELIMIT_MESSAGES_PER_IP = "60/minute;2000/day"  # the same messages, per client address
     RATELIMIT_STOPS_PER_IP = "120/minute"
     RATELIMIT_NEW_SESSIONS_PER_IP = "30/hour"  # first messages from browsers without a session
+    RATELIMIT_ADMIN_LOGINS_PER_IP = "10/minute;100/day"  # POST /admin/login, right or wrong
     # Where the counts live: this process's memory, unless REDIS_URL (or Flask-Limiter's own
     # RATELIMIT_STORAGE_URI) is set: then all workers and hosts share them.
     REDIS_URL: str | None = None
@@ -248,9 +258,10 @@ def _production(app: Flask) -> None:
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_PATH"] = "/"
     app.config["SESSION_COOKIE_DOMAIN"] = None
-    name = app.config["SESSION_COOKIE_NAME"]
-    if not name.startswith("__Host-"):  # only this host, only HTTPS: no sibling can plant it
-        app.config["SESSION_COOKIE_NAME"] = "__Host-" + name
+    for key in ("SESSION_COOKIE_NAME", "ADMIN_COOKIE_NAME"):
+        name = app.config[key]
+        if not name.startswith("__Host-"):  # only this host, only HTTPS: no sibling can plant it
+            app.config[key] = "__Host-" + name
 
 
 def _instance_secret(instance: Path) -> str:

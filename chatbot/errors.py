@@ -59,7 +59,9 @@ def too_many_requests(error: TooManyRequests) -> Response:
     page, and in ``Retry-After``. The route never ran: nothing was saved, no session issued."""
     seconds = ratelimit.retry_after() or 60  # (a 429 from elsewhere: a minute is a fair guess)
     wait = _duration(seconds)
-    if ratelimit.limited_messages():
+    if ratelimit.limited_logins():
+        error.description = _("Too many sign-in attempts. Please wait %(wait)s and try again.", wait=wait)
+    elif ratelimit.limited_messages():
         error.description = _(
             "You're sending messages very fast. Please wait %(wait)s and try again.", wait=wait
         )

@@ -467,3 +467,52 @@ def _help_after_create(target: Any, connection: Connection, **kw: Any) -> None:
 @event.listens_for(HelpPassage.__table__, "before_drop")
 def _help_before_drop(target: Any, connection: Connection, **kw: Any) -> None:
     drop_help_search(connection)
+
+
+# --- the shop's admin area (admin/): its accounts, their sessions and what they did ------------
+
+
+class AdminUser(db.Model):  # type: ignore[name-defined]
+    """An operator who may sign in at ``/admin`` (made with ``flask admin create-user``).
+
+    ``failed_logins`` counts wrong passwords in a row and ``locked_until`` is set when they reach
+    the limit: both live here, in the database, so every worker and host agrees on a lockout."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AdminSession(db.Model):  # type: ignore[name-defined]
+    """A signed-in admin browser. The cookie holds a random token; only its SHA-256 is kept here
+    (a copy of this table signs nobody in). A row ends at logout, when its password changes, at
+    ``expires_at`` (absolute) and after ``ADMIN_IDLE_MINUTES`` without a request (``seen_at``)."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AdminAudit(db.Model):  # type: ignore[name-defined]
+    """One thing done in (or to) the admin area: who (NULL for a failed login by an unknown
+    name, or the command line), what, its details and from which address."""
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    admin_name: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))

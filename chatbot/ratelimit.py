@@ -3,7 +3,8 @@
 - messages (``POST /c`` and ``POST /c/<id>/messages``, retries too): per owner and per client
   address, per minute and per day, one count for both routes;
 - Stop (``POST /c/<id>/messages/<n>/stop``): per address, per minute;
-- new sessions (a first message from a browser without an owner yet): per address, per hour.
+- new sessions (a first message from a browser without an owner yet): per address, per hour;
+- admin sign-in attempts (``POST /admin/login``): per address.
 
 Each limit is a setting (``RATELIMIT_*`` in ``config.py``: limit strings like
 ``"20/minute;500/day"``; an empty string switches that one off). The counts live in memory (per
@@ -34,6 +35,7 @@ LIMIT_SETTINGS = (
     "RATELIMIT_MESSAGES_PER_IP",
     "RATELIMIT_STOPS_PER_IP",
     "RATELIMIT_NEW_SESSIONS_PER_IP",
+    "RATELIMIT_ADMIN_LOGINS_PER_IP",
 )
 # Without these a Redis that stops answering would hold every message request; with them the
 # request fails over to this process's memory (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED).
@@ -132,6 +134,19 @@ new_sessions = _limit("RATELIMIT_NEW_SESSIONS_PER_IP", "new-sessions", ip_key, e
 stops = _limit("RATELIMIT_STOPS_PER_IP", "stops", ip_key)
 
 
+def admin_area_off() -> bool:
+    """No admin account yet: ``/admin`` answers 404 like an unknown page (never 429 either)."""
+    from .admin.accounts import any_account  # (the admin views import this module)
+
+    return not any_account()
+
+
+#: ``POST /admin/login``: password guesses per address (the lockout counts them per account)
+admin_logins = _limit(
+    "RATELIMIT_ADMIN_LOGINS_PER_IP", "admin-logins", ip_key, methods=["POST"], exempt_when=admin_area_off
+)
+
+
 def messages(view: F) -> F:
     """Messages, retries included: per owner and per address, one count for every route."""
     return cast(F, _messages_per_owner(_messages_per_ip(view)))
@@ -140,7 +155,13 @@ def messages(view: F) -> F:
 def limited_messages() -> bool:
     """Whether the limit this request broke counts messages (else clicks: Stop, ratings, versions)."""
     broken = limiter.current_limit
-    return broken is None or "/stops/" not in broken.key
+    return broken is None or not any(f"/{scope}/" in broken.key for scope in ("stops", "admin-logins"))
+
+
+def limited_logins() -> bool:
+    """Whether the limit this request broke counts admin sign-in attempts."""
+    broken = limiter.current_limit
+    return broken is not None and "/admin-logins/" in broken.key
 
 
 def retry_after() -> int | None:

@@ -11,10 +11,13 @@
   ``X-CSRF-Token`` header) or the forms' hidden ``csrf_token`` field. The token is signed with
   the secret key and bound to the browser's owner token (or to "no owner yet"), so it creates no
   session for a visitor who only reads; the first accepted message issues the owner and the
-  stream hands the page a new token.
+  stream hands the page a new token. A blueprint with a sign-in of its own (the admin area) binds
+  its pages' tokens to that instead (``bind_csrf``): a token from the chat can't be used there.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from flask import Flask, abort, current_app, g, request, session
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -89,10 +92,29 @@ def _serializer() -> URLSafeTimedSerializer:
     return serializer
 
 
+BINDERS = "chatbot.csrf_binders"
+
+
+def bind_csrf(app: Flask, blueprint: str, binder: Callable[[], str]) -> None:
+    """Bind the tokens of ``blueprint``'s requests to what ``binder`` returns (its own sign-in)
+    rather than to the browser's owner token. The value must differ from any owner token."""
+    app.extensions.setdefault(BINDERS, {})[blueprint] = binder
+
+
+def _bound_to() -> str:
+    """What this request's token is bound to: its blueprint's binder, else the owner token."""
+    binder = current_app.extensions.get(BINDERS, {}).get(request.blueprint)
+    if binder is not None:
+        bound: str = binder()
+        return bound
+    return session.get("owner") or ""
+
+
 def csrf_token() -> str:
-    """This browser's CSRF token (one per request, bound to its owner token)."""
+    """This browser's CSRF token (one per request, bound to its owner token, or to what its
+    blueprint names: ``bind_csrf``)."""
     if "csrf_token" not in g:
-        g.csrf_token = _serializer().dumps(session.get("owner") or "")
+        g.csrf_token = _serializer().dumps(_bound_to())
     token: str = g.csrf_token
     return token
 
@@ -118,7 +140,7 @@ def check_csrf() -> None:
         bound = _serializer().loads(token, max_age=int(current_app.config["CSRF_TOKEN_SECONDS"]))
     except BadData:
         abort(403, description=STALE)
-    if bound != (session.get("owner") or ""):
+    if bound != _bound_to():
         abort(403, description=STALE)
 
 
