@@ -6,11 +6,17 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from sqlalchemy import event
+
+from chatbot.chat import outcomes
 from chatbot.extensions import db
 from chatbot.knowledge import articles
 from chatbot.knowledge.retrieve import COMMON, collection, retrieve
+from chatbot.models import utcnow
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -61,3 +67,31 @@ def test_a_long_message_costs_a_bounded_look_up_on_either_database(app_factory, 
             took.append(time.perf_counter() - started)
         assert found.sources
     assert statistics.median(took) < 0.1, took  # (30 ms here; it was 200)
+
+
+# --- the abandoned sweep ------------------------------------------------------------------------
+
+
+@pytest.mark.sqlite_only
+def test_the_abandoned_sweep_reads_only_the_open_conversations(app_factory):
+    """It runs each minute in every process. It read every conversation ever held (only
+    ``updated_at`` was indexed), on SQLite under the write lock: 85 ms of waiting writers a sweep
+    with 300,000 conversations, more as the history grew. Now an index holds the open ones."""
+    app = app_factory(PROVIDER="offline")
+    seen: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE CONVERSATIONS"):
+            seen.append((statement, parameters))
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            outcomes.settle(utcnow(), timedelta(minutes=30))
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        ((statement, parameters),) = seen
+        with db.engine.connect() as conn:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+    steps = " / ".join(str(row[-1]) for row in plan)
+    assert "ix_conversations_open" in steps, steps
