@@ -95,3 +95,27 @@ def test_the_abandoned_sweep_reads_only_the_open_conversations(app_factory):
             plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
     steps = " / ".join(str(row[-1]) for row in plan)
     assert "ix_conversations_open" in steps, steps
+
+
+# --- hostile article files ----------------------------------------------------------------------
+
+
+def test_a_link_to_a_file_outside_the_articles_folder_is_refused_not_published(app_factory, tmp_path):
+    """``leak.md -> ../secret_key`` (a link is easy to slip into an articles repository) published
+    the app's secret key at /help/leak; ``/etc/passwd`` likewise."""
+    own = tmp_path / "instance" / "articles"
+    write(own, "opening-hours.md", "---\ntitle: Opening hours\n---\nWe open at nine.\n")
+    write(own / "shared", "returns.md", "---\ntitle: Returns\n---\nThirty days.\n")
+    (own / "returns.md").symlink_to(own / "shared" / "returns.md")  # (inside: fine)
+    app = app_factory(PROVIDER="offline")
+    client = app.test_client()
+    assert client.get("/help/returns").status_code == 200
+    secret = (tmp_path / "instance" / "secret_key").read_text()
+    (own / "leak.md").symlink_to(tmp_path / "instance" / "secret_key")
+    result = app.test_cli_runner().invoke(args=["articles", "index"])
+    assert result.exit_code != 0 and "leak.md" in result.output and "outside" in result.output
+    restarted = app_factory(PROVIDER="offline")
+    client = restarted.test_client()
+    assert client.get("/help/leak").status_code == 404
+    assert secret not in client.get("/help/returns").get_data(as_text=True)
+    assert client.get("/help/opening-hours").status_code == 200  # (the index as it was)

@@ -196,8 +196,14 @@ def load(where: Path) -> list[Article]:
     """Every article in the folder, in name order. A file that can't be used is an error naming
     it (the index is never half-built from a folder with a broken file)."""
     articles: list[Article] = []
+    inside = where.resolve()
     for path in files(where):
         slug = path.stem
+        if path.is_symlink() and not path.resolve().is_relative_to(inside):
+            # (an article is published as it is: a link to ../secret_key or /etc/passwd would be)
+            raise ArticleError(
+                f"{path.name}: a link to a file outside the articles folder; copy the article in instead"
+            )
         if not SLUG.fullmatch(slug) or len(slug) > 100:
             raise ArticleError(
                 f"{path.name}: the file name is the article's address; use lower-case letters, "
