@@ -119,3 +119,19 @@ def test_a_link_to_a_file_outside_the_articles_folder_is_refused_not_published(a
     assert client.get("/help/leak").status_code == 404
     assert secret not in client.get("/help/returns").get_data(as_text=True)
     assert client.get("/help/opening-hours").status_code == 200  # (the index as it was)
+
+
+@pytest.mark.parametrize(
+    ("line", "title"),
+    [
+        ('title: "Fix #1: call us #now"  # a comment', "Fix #1: call us #now"),
+        ("title: 'Top #5 tips' # a comment", "Top #5 tips"),
+        ("title: Plain words # a comment", "Plain words"),
+        ("title: C# and #hashtags", "C# and"),  # (as YAML reads it: a comment after a space)
+        ("title: What's covered # a comment", "What's covered"),
+    ],
+)
+def test_a_hash_inside_a_quoted_front_matter_value_is_not_a_comment(line, title):
+    """``title: "Fix #1: call us"`` was read as the title ``"Fix`` (the quote left open)."""
+    article = articles.parse("x", f'---\n{line}\ntags: ["#1 fix", b]\n---\nBody.\n')
+    assert article.title == title and article.tags == ("#1 fix", "b")

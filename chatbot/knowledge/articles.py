@@ -70,6 +70,20 @@ def _unquote(value: str) -> str:
     return value
 
 
+def _uncommented(line: str) -> str:
+    """A front matter line without its comment: from a ``#`` that starts the line or follows a
+    space, unless it is inside a quoted value (``title: "Fix #1: the screen"``)."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote is not None:
+            quote = None if ch == quote else quote
+        elif ch in "\"'" and (i == 0 or line[i - 1] in " \t[,:-"):
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i].rstrip()
+    return line.rstrip()
+
+
 def front_matter(text: str) -> tuple[dict[str, str | list[str]], str]:
     """(fields, the Markdown after them). A small YAML subset: ``key: value`` lines, and lists as
     ``[a, b]`` or ``- item`` lines under a key."""
@@ -79,7 +93,7 @@ def front_matter(text: str) -> tuple[dict[str, str | list[str]], str]:
     fields: dict[str, str | list[str]] = {}
     key: str | None = None
     for raw in match.group(1).splitlines():
-        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        line = _uncommented(raw)
         if not line.strip():
             continue
         item = re.match(r"^\s*-\s+(.*)$", line)
