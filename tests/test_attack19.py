@@ -18,6 +18,9 @@ from chatbot.knowledge import articles
 from chatbot.knowledge.retrieve import COMMON, collection, retrieve
 from chatbot.models import utcnow
 
+from .fake_openai import Reply
+from .helpers import all_messages, parse_sse, send
+
 
 def write(folder: Path, name: str, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,3 +138,23 @@ def test_a_hash_inside_a_quoted_front_matter_value_is_not_a_comment(line, title)
     """``title: "Fix #1: call us"`` was read as the title ``"Fix`` (the quote left open)."""
     article = articles.parse("x", f'---\n{line}\ntags: ["#1 fix", b]\n---\nBody.\n')
     assert article.title == title and article.tags == ("#1 fix", "b")
+
+
+# --- hostile model output -----------------------------------------------------------------------
+
+
+def test_a_number_in_brackets_inside_code_is_not_a_citation(client, app, fake_openai):
+    """``arr[3]`` in a code sample listed the third article given to the model as a source."""
+    fake_openai.will(
+        Reply(
+            "New phones have a 3-year warranty [1]. Out of range: [0], [99], [-1]; again [1][1].\n\n"
+            "```python\nphones[3] = 'x'  # [2]\n```\n\nAnd `sources[3]` in a sentence.\n\n"
+            "~~~\nunclosed [2]"
+        )
+    )
+    events = parse_sse(send(client, "How long is the warranty on a new phone?").get_data(as_text=True))
+    final = events[-1]["data"]
+    reply = all_messages(app)[1]
+    assert len(reply.meta["retrieved"]) == 3  # (three articles were given: [2] and [3] existed)
+    assert [s["n"] for s in reply.meta["sources"]] == [1]
+    assert final.count("<li value=") == 1 and 'href="/help/warranty"' in final
