@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import event
 
 from chatbot.chat import outcomes
@@ -18,8 +19,11 @@ from chatbot.knowledge import articles
 from chatbot.knowledge.retrieve import COMMON, collection, retrieve
 from chatbot.models import utcnow
 
+from .a11y import assert_no_serious_violations
+from .conftest import LiveServer
 from .fake_openai import Reply
 from .helpers import all_messages, parse_sse, send
+from .test_a11y import open_page
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -158,3 +162,54 @@ def test_a_number_in_brackets_inside_code_is_not_a_citation(client, app, fake_op
     assert len(reply.meta["retrieved"]) == 3  # (three articles were given: [2] and [3] existed)
     assert [s["n"] for s in reply.meta["sources"]] == [1]
     assert final.count("<li value=") == 1 and 'href="/help/warranty"' in final
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+ASSISTANT = '#messages article.message[data-role="assistant"]'
+
+
+@pytest.fixture
+def shop_server(app_factory):
+    server = LiveServer(
+        app_factory(
+            PROVIDER="offline",
+            CSRF_ENABLED=True,
+            SUPPORT_PHONE="+34 900 123 456",
+            SUPPORT_EMAIL="help@shop.example",
+            SUPPORT_URL="https://shop.example/contact",
+        )
+    )
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(("theme", "lang", "choice"), [("dark", "es", "yes"), ("light", "en", "person")])
+def test_answering_from_the_keyboard_keeps_the_focus_on_the_answer_at_360_px(
+    browser, shop_server, theme, lang, choice
+):
+    """Enter on Yes or Talk to a person swapped the buttons out and dropped the focus on <body>
+    (a keyboard or screen reader user lost their place). axe-core: nothing serious with the
+    sources and the question showing, nor with the answer."""
+    page = open_page(browser, shop_server.url + "/", theme=theme, lang=lang, width=360, height=740)
+    box = page.locator("#composer-input")
+    box.fill({"en": "My phone won't charge", "es": "mi móvil no carga"}[lang])
+    box.press("Enter")
+    reply = page.locator(ASSISTANT).last
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(reply.locator(".message-sources a")).to_be_visible()
+    expect(reply.locator("form.outcome")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360  # (the buttons wrap)
+    assert_no_serious_violations(page, f"the question under an answer, {theme}, {lang}, 360 px")
+
+    button = reply.locator(f'[data-action="outcome-{choice}"]')
+    button.focus()
+    page.keyboard.press("Enter")
+    note = page.locator(ASSISTANT).last.locator(".outcome-note")
+    expect(note).to_be_visible()
+    expect(note).to_be_focused()
+    # (the focus within the message brings its tools in: checked once they have faded in)
+    expect(page.locator(ASSISTANT).last.locator(".message-tools")).to_have_css("opacity", "1")
+    assert_no_serious_violations(page, f"the answer to the question, {theme}, {lang}, 360 px")
+    assert page.page_errors == []
+    page.context.close()
