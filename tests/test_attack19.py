@@ -22,7 +22,7 @@ from chatbot.models import utcnow
 from .a11y import assert_no_serious_violations
 from .conftest import LiveServer
 from .fake_openai import Reply
-from .helpers import all_messages, parse_sse, send
+from .helpers import all_conversations, all_messages, parse_sse, send
 from .test_a11y import open_page
 
 
@@ -213,3 +213,19 @@ def test_answering_from_the_keyboard_keeps_the_focus_on_the_answer_at_360_px(
     assert_no_serious_violations(page, f"the answer to the question, {theme}, {lang}, 360 px")
     assert page.page_errors == []
     page.context.close()
+
+
+# --- the dialogue -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "said", ["quiero hablar con alguien", "¿Puedo hablar con alguien?", "I want to speak to someone"]
+)
+def test_talk_to_someone_is_a_request_for_a_person_in_either_language(app_factory, said):
+    """ "I want to speak to someone" reached a person, "quiero hablar con alguien" (the usual way
+    to say it in Spanish) got an article instead."""
+    app = app_factory(PROVIDER="offline", SUPPORT_PHONE="+34 900 123 456")
+    send(app.test_client(), said)
+    reply = all_messages(app)[-1]
+    assert reply.meta["intent"] == "person" and "+34 900 123 456" in reply.content
+    assert all_conversations(app)[0].outcome == "escalated"
