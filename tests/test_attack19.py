@@ -229,3 +229,22 @@ def test_talk_to_someone_is_a_request_for_a_person_in_either_language(app_factor
     reply = all_messages(app)[-1]
     assert reply.meta["intent"] == "person" and "+34 900 123 456" in reply.content
     assert all_conversations(app)[0].outcome == "escalated"
+
+
+def test_control_characters_in_a_heading_reach_neither_the_terminal_nor_the_page(app_factory, tmp_path):
+    """A title taken from the first heading (no front matter) kept its escape sequences: ``flask
+    articles list`` wrote them to the operator's terminal (here: retitle the window, clear the
+    screen), and a right-to-left override reached the page; section headings likewise."""
+    write(
+        tmp_path / "instance" / "articles",
+        "hours.md",
+        "# Opening hours\x1b]0;owned\x07\x1b[2J\u202e\n\nWe open at nine.\n\n## Sundays\x1b[8m\n\nClosed.\n",
+    )
+    app = app_factory(PROVIDER="offline")
+    listed = app.test_cli_runner().invoke(args=["articles", "list"])
+    assert listed.exit_code == 0 and "/help/hours" in listed.output
+    assert "\x1b" not in listed.output and "\x07" not in listed.output
+    listing = app.test_client().get("/help").get_data(as_text=True)
+    assert 'href="/help/hours">Opening hours]0;owned[2J</a>' in listing and "\u202e" not in listing
+    article = articles.parse("hours", (tmp_path / "instance" / "articles" / "hours.md").read_text())
+    assert [p.heading for p in article.passages] == ["Opening hours]0;owned[2J", "Sundays[8m"]

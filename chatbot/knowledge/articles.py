@@ -133,7 +133,7 @@ def _sections(body: str) -> Iterable[tuple[str, str]]:
         if found and len(found.group(1)) <= 2:
             if "\n".join(lines).strip():
                 yield heading, "\n".join(lines).strip()
-            heading, lines = found.group(2).strip(), []
+            heading, lines = _clean_line(found.group(2)), []
         else:
             lines.append(line)
     if "\n".join(lines).strip() or heading:
@@ -169,7 +169,7 @@ def parse(slug: str, text: str) -> Article:
     title = _text(fields, "title")[:200]
     if not title:  # a first "# Heading" will do
         first = next((m for m in map(_HEADING.match, body.splitlines()) if m), None)
-        title = first.group(2).strip()[:200] if first else slug.replace("-", " ").capitalize()
+        title = _clean_line(first.group(2))[:200] if first else slug.replace("-", " ").capitalize()
     lang = _text(fields, "lang").lower() or language(title + " " + body[:2000])
     if lang not in ("en", "es"):
         raise ArticleError(f"lang must be en or es, not {lang!r}")
