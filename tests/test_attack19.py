@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,8 @@ from sqlalchemy import event
 
 from chatbot.chat import outcomes
 from chatbot.extensions import db
-from chatbot.knowledge import articles
+from chatbot.knowledge import articles, index
+from chatbot.knowledge import retrieve as retrieve_module
 from chatbot.knowledge.retrieve import COMMON, collection, retrieve
 from chatbot.models import utcnow
 
@@ -248,3 +250,42 @@ def test_control_characters_in_a_heading_reach_neither_the_terminal_nor_the_page
     assert 'href="/help/hours">Opening hours]0;owned[2J</a>' in listing and "\u202e" not in listing
     article = articles.parse("hours", (tmp_path / "instance" / "articles" / "hours.md").read_text())
     assert [p.heading for p in article.passages] == ["Opening hours]0;owned[2J", "Sundays[8m"]
+
+
+# --- the index while it is rebuilt --------------------------------------------------------------
+
+
+def test_a_rebuild_that_commits_while_a_process_reads_the_index_is_not_mixed_into_it(app_factory, tmp_path):
+    """A process reads the index's articles, then its passages: ``flask articles index``
+    committing in between (here: a new article, so every article's number moves) mixed the two
+    and the next question failed with a KeyError (or found passages under another article)."""
+    own = tmp_path / "instance" / "articles"
+    write(own, "b-hours.md", "---\ntitle: Opening hours\n---\nWe open at nine.\n")
+    write(own, "c-returns.md", "---\ntitle: Returns\n---\nThirty days to return a phone.\n")
+    app = app_factory(PROVIDER="offline")
+    rebuilt: list[bool] = []
+
+    def rebuild_now(conn, cursor, statement, parameters, context, executemany):
+        if "help_passages.body_terms" in statement and not rebuilt:
+            rebuilt.append(True)
+            write(own, "a-battery.md", "---\ntitle: Battery\n---\nThe battery drains fast.\n")
+            other = threading.Thread(target=rebuild, args=(app, own))  # (another connection)
+            other.start()
+            other.join()
+
+    with app.app_context():
+        retrieve_module.forget()
+        event.listen(db.engine, "before_cursor_execute", rebuild_now)
+        try:
+            found = retrieve(db.session.connection(), "how many days do I have to return a phone?")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", rebuild_now)
+    assert rebuilt
+    assert [(s.slug, s.passages[0].text) for s in found.sources[:1]] == [
+        ("c-returns", "Thirty days to return a phone.")
+    ]
+
+
+def rebuild(app, folder: Path) -> None:
+    with app.app_context():
+        index.rebuild(folder)

@@ -217,13 +217,26 @@ def collection(conn: Connection) -> Collection:
     cached = _cache
     if cached is not None and cached.key[0] == url and now - cached.checked < RECHECK_SECONDS:
         return cached
-    row = conn.execute(_STATE).first()
-    key = (url, *(tuple(row) if row else ()))
+    key = _state(conn, url)
     with _cache_lock:
         if _cache is None or _cache.key != key:
-            _cache = Collection.load(conn, key)
+            # (its tables are read one statement after another: a rebuild that commits between
+            # them would mix two indexes, passages under another index's articles; the state
+            # read again after them says whether one did)
+            for _attempt in range(3):
+                loaded = Collection.load(conn, key)
+                after = _state(conn, url)
+                if after == key:
+                    break
+                key = after
+            _cache = loaded  # (still mixed after three rebuilds in a row: read again next time)
         _cache.checked = now
         return _cache
+
+
+def _state(conn: Connection, url: str) -> tuple[object, ...]:
+    row = conn.execute(_STATE).first()
+    return (url, *(tuple(row) if row else ()))
 
 
 def forget() -> None:
