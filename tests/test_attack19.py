@@ -19,12 +19,13 @@ from chatbot.extensions import db
 from chatbot.knowledge import articles, index
 from chatbot.knowledge import retrieve as retrieve_module
 from chatbot.knowledge.retrieve import COMMON, collection, retrieve
+from chatbot.language import detect
 from chatbot.models import utcnow
 
 from .a11y import assert_no_serious_violations
 from .conftest import LiveServer
 from .fake_openai import Reply
-from .helpers import all_conversations, all_messages, parse_sse, send
+from .helpers import all_conversations, all_messages, conversation_id_from, parse_sse, send
 from .test_a11y import open_page
 
 
@@ -289,3 +290,26 @@ def test_a_rebuild_that_commits_while_a_process_reads_the_index_is_not_mixed_int
 def rebuild(app, folder: Path) -> None:
     with app.app_context():
         index.rebuild(folder)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "article"),
+    [
+        ("My phone won't charge", "¿y si es el cable?", "no-carga"),
+        ("mi móvil no carga", "what if it's the cable?", "phone-wont-charge"),
+    ],
+)
+def test_a_follow_up_in_the_other_language_is_answered_from_the_article_in_that_language(
+    app_factory, first, then, article
+):
+    """The follow-up is read with the question before it, whose words (in the other language)
+    won: the offline assistant said "our article on this is in English" and quoted it, though
+    the shop has the same article in Spanish."""
+    app = app_factory(PROVIDER="offline")
+    client = app.test_client()
+    cid = conversation_id_from(send(client, first))
+    send(client, then, cid)
+    reply = all_messages(app)[-1]
+    assert [s["slug"] for s in reply.meta["sources"]] == [article]
+    assert detect(reply.content) == detect(then)
+    assert "in English" not in reply.content and "en inglés" not in reply.content

@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection, select, text
 
@@ -338,8 +338,28 @@ def _rank(
             Found(pid, known.docs[pid].heading, known.docs[pid].text, round(s, 3)) for s, pid in chosen
         )
         ranked.append(Source(a.slug, a.title, a.lang, a.topic, score, coverage(top_pid), passages))
+    if lang is not None:
+        ranked = _own_language(ranked, lang)
     ranked.sort(key=lambda s: (-s.score, s.slug))
     return tuple(ranked[:limit])
+
+
+def _own_language(ranked: list[Source], lang: str) -> list[Source]:
+    """An article in the other language gives way to its version in the customer's (the same
+    topic), when that one was found too: "¿y si es el cable?" after "my phone won't charge" is
+    answered from the Spanish article, not quoted from the English one. The version found takes
+    the place the better of the two earned."""
+    mine = {s.topic: s for s in ranked if s.lang == lang}
+    kept: list[Source] = []
+    for source in ranked:
+        own = mine.get(source.topic) if source.lang != lang else None
+        if own is None:
+            kept.append(source)
+        elif source.score > own.score or source.coverage > own.coverage:
+            mine[own.topic] = replace(
+                own, score=max(own.score, source.score), coverage=max(own.coverage, source.coverage)
+            )
+    return [mine.get(s.topic, s) if s.lang == lang else s for s in kept]
 
 
 def refers_back(message: str, content_terms: int) -> bool:
