@@ -7,6 +7,7 @@ import random
 import statistics
 import threading
 import time
+import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
@@ -313,3 +314,27 @@ def test_a_follow_up_in_the_other_language_is_answered_from_the_article_in_that_
     assert [s["slug"] for s in reply.meta["sources"]] == [article]
     assert detect(reply.content) == detect(then)
     assert "in English" not in reply.content and "en inglés" not in reply.content
+
+
+def test_a_huge_or_unreadable_file_is_named_not_read_whole_nor_a_traceback(app_factory, tmp_path):
+    """The folder's fingerprint read every file whole before the size limit was checked (a 1 GB
+    file named ``*.md``: 1 GB in memory in every worker at every start), and a file that can't be
+    read was a traceback from ``flask articles index`` that named no file."""
+    own = tmp_path / "instance" / "articles"
+    write(own, "opening-hours.md", "---\ntitle: Opening hours\n---\nWe open at nine.\n")
+    app = app_factory(PROVIDER="offline")
+    with open(own / "dump.md", "wb") as huge:
+        huge.truncate(1 << 30)  # (sparse: no disk used)
+    tracemalloc.start()
+    try:
+        result = app.test_cli_runner().invoke(args=["articles", "index"])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.exit_code == 1 and "dump.md: larger than 200 KB" in result.output, result.output
+    assert peak < 50 << 20
+    (own / "dump.md").unlink()
+    (own / "mem.md").symlink_to("/proc/self/mem")  # (a regular file that can't be read)
+    result = app.test_cli_runner().invoke(args=["articles", "index"])
+    assert result.exit_code == 1 and "mem.md: can't be read" in result.output, result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit

@@ -202,7 +202,14 @@ def fingerprint(where: Path) -> str:
     digest = hashlib.sha256()
     for path in files(where):
         digest.update(path.name.encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:  # (refused by ``load``: not read whole into memory here)
+                digest.update(f"{size} {path.stat().st_mtime_ns}".encode())
+            else:
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError as exc:
+            raise ArticleError(f"{path.name}: can't be read ({exc.strerror or exc})") from None
     return digest.hexdigest()
 
 
@@ -223,12 +230,14 @@ def load(where: Path) -> list[Article]:
                 f"{path.name}: the file name is the article's address; use lower-case letters, "
                 "digits and dashes (e.g. battery-drains-fast.md)"
             )
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ArticleError(f"{path.name}: larger than {MAX_FILE_BYTES // 1000} KB")
         try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ArticleError(f"{path.name}: larger than {MAX_FILE_BYTES // 1000} KB")
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ArticleError(f"{path.name}: not UTF-8 text ({exc.reason})") from None
+        except OSError as exc:
+            raise ArticleError(f"{path.name}: can't be read ({exc.strerror or exc})") from None
         try:
             articles.append(parse(slug, text.lstrip("\ufeff")))
         except ArticleError as exc:
