@@ -338,3 +338,24 @@ def test_a_huge_or_unreadable_file_is_named_not_read_whole_nor_a_traceback(app_f
     result = app.test_cli_runner().invoke(args=["articles", "index"])
     assert result.exit_code == 1 and "mem.md: can't be read" in result.output, result.output
     assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# Opening hours\n\nWe open at nine.\n",  # (the title taken from it)
+        "---\ntitle: Opening hours\n---\n\n# Opening hours\r\n\r\nWe open at nine.\r\n",  # (repeated)
+    ],
+)
+def test_a_help_page_shows_its_title_once(app_factory, tmp_path, text):
+    """An article that starts with ``# Its title`` (the usual Markdown file) showed it twice, as
+    two first-level headings one under the other."""
+    write(tmp_path / "instance" / "articles", "opening-hours.md", text)
+    app = app_factory(PROVIDER="offline")
+    page = app.test_client().get("/help/opening-hours").get_data(as_text=True)
+    assert page.count("Opening hours</h1>") == 1 and page.count("<h1") == 1
+    assert "We open at nine." in page
+    other = "---\ntitle: Opening hours\n---\n# Weekdays\n\nNine to eight.\n"  # (another heading stays)
+    write(tmp_path / "instance" / "articles", "opening-hours.md", other)
+    page = app_factory(PROVIDER="offline").test_client().get("/help/opening-hours").get_data(as_text=True)
+    assert "Weekdays</h1>" in page

@@ -181,6 +181,17 @@ def parse(slug: str, text: str) -> Article:
     )
 
 
+def shown_body(body: str, title: str) -> str:
+    """The Markdown a help page shows under its title: without a first ``# Heading`` that is the
+    title itself (a file without front matter takes its title from it; many with front matter
+    repeat it), which the page would otherwise show twice."""
+    lines = body.lstrip("\r\n").split("\n", 1)
+    first = _HEADING.match(lines[0].rstrip("\r"))
+    if first and len(first.group(1)) == 1 and _clean_line(first.group(2)) == title:
+        return lines[1] if len(lines) > 1 else ""
+    return body
+
+
 def folder(configured: str | None, instance_path: str) -> Path:
     """Where the articles are: the configured folder, else ``instance/articles`` when it holds
     any, else the samples that ship with the package."""
