@@ -359,3 +359,27 @@ def test_a_help_page_shows_its_title_once(app_factory, tmp_path, text):
     write(tmp_path / "instance" / "articles", "opening-hours.md", other)
     page = app_factory(PROVIDER="offline").test_client().get("/help/opening-hours").get_data(as_text=True)
     assert "Weekdays</h1>" in page
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        'battery" OR "x" NEAR(a b) * ^head: body:wifi {head body}: -foo AND NOT',  # FTS5
+        "wifi & !bluetooth | (screen:* <-> 'x') \\ :A",  # PostgreSQL tsquery
+        "'; DROP TABLE help_articles; --",
+        "?!¿¡...;;;''\"\"",
+        "😀👍🔥" * 30,
+        "a" * 8000,
+    ],
+)
+def test_query_syntax_and_odd_messages_are_plain_words_to_the_search(app_factory, said):
+    """(Held: the search sees only folded, stemmed letters and digits.) Every one of these is
+    an ordinary turn on either database, the index intact after it."""
+    app = app_factory(PROVIDER="offline")
+    response = send(app.test_client(), said)
+    assert response.status_code == 200
+    assert all_messages(app)[-1].status == "complete"
+    with app.app_context():
+        assert (
+            retrieve(db.session.connection(), "my phone won't charge").sources[0].slug == "phone-wont-charge"
+        )
