@@ -135,6 +135,17 @@ class Conversation(db.Model):  # type: ignore[name-defined]
     outcome: Mapped[str | None] = mapped_column(String(16))
     outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    __table_args__ = (
+        # the open ones, for the abandoned sweep: it reads only these (not every conversation
+        # ever held, which on SQLite it would scan under the write lock each minute)
+        Index(
+            "ix_conversations_open",
+            "updated_at",
+            sqlite_where=_col(outcome).is_(None),
+            postgresql_where=_col(outcome).is_(None),
+        ),
+    )
+
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation",
         cascade="all, delete-orphan",

@@ -70,6 +70,20 @@ def _unquote(value: str) -> str:
     return value
 
 
+def _uncommented(line: str) -> str:
+    """A front matter line without its comment: from a ``#`` that starts the line or follows a
+    space, unless it is inside a quoted value (``title: "Fix #1: the screen"``)."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote is not None:
+            quote = None if ch == quote else quote
+        elif ch in "\"'" and (i == 0 or line[i - 1] in " \t[,:-"):
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i].rstrip()
+    return line.rstrip()
+
+
 def front_matter(text: str) -> tuple[dict[str, str | list[str]], str]:
     """(fields, the Markdown after them). A small YAML subset: ``key: value`` lines, and lists as
     ``[a, b]`` or ``- item`` lines under a key."""
@@ -79,7 +93,7 @@ def front_matter(text: str) -> tuple[dict[str, str | list[str]], str]:
     fields: dict[str, str | list[str]] = {}
     key: str | None = None
     for raw in match.group(1).splitlines():
-        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        line = _uncommented(raw)
         if not line.strip():
             continue
         item = re.match(r"^\s*-\s+(.*)$", line)
@@ -119,7 +133,7 @@ def _sections(body: str) -> Iterable[tuple[str, str]]:
         if found and len(found.group(1)) <= 2:
             if "\n".join(lines).strip():
                 yield heading, "\n".join(lines).strip()
-            heading, lines = found.group(2).strip(), []
+            heading, lines = _clean_line(found.group(2)), []
         else:
             lines.append(line)
     if "\n".join(lines).strip() or heading:
@@ -155,7 +169,7 @@ def parse(slug: str, text: str) -> Article:
     title = _text(fields, "title")[:200]
     if not title:  # a first "# Heading" will do
         first = next((m for m in map(_HEADING.match, body.splitlines()) if m), None)
-        title = first.group(2).strip()[:200] if first else slug.replace("-", " ").capitalize()
+        title = _clean_line(first.group(2))[:200] if first else slug.replace("-", " ").capitalize()
     lang = _text(fields, "lang").lower() or language(title + " " + body[:2000])
     if lang not in ("en", "es"):
         raise ArticleError(f"lang must be en or es, not {lang!r}")
@@ -165,6 +179,17 @@ def parse(slug: str, text: str) -> Article:
     return Article(
         slug, title, lang, topic, tuple(t.strip()[:60] for t in tag_list[:30]), body, passages(body)
     )
+
+
+def shown_body(body: str, title: str) -> str:
+    """The Markdown a help page shows under its title: without a first ``# Heading`` that is the
+    title itself (a file without front matter takes its title from it; many with front matter
+    repeat it), which the page would otherwise show twice."""
+    lines = body.lstrip("\r\n").split("\n", 1)
+    first = _HEADING.match(lines[0].rstrip("\r"))
+    if first and len(first.group(1)) == 1 and _clean_line(first.group(2)) == title:
+        return lines[1] if len(lines) > 1 else ""
+    return body
 
 
 def folder(configured: str | None, instance_path: str) -> Path:
@@ -188,7 +213,14 @@ def fingerprint(where: Path) -> str:
     digest = hashlib.sha256()
     for path in files(where):
         digest.update(path.name.encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:  # (refused by ``load``: not read whole into memory here)
+                digest.update(f"{size} {path.stat().st_mtime_ns}".encode())
+            else:
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError as exc:
+            raise ArticleError(f"{path.name}: can't be read ({exc.strerror or exc})") from None
     return digest.hexdigest()
 
 
@@ -196,19 +228,27 @@ def load(where: Path) -> list[Article]:
     """Every article in the folder, in name order. A file that can't be used is an error naming
     it (the index is never half-built from a folder with a broken file)."""
     articles: list[Article] = []
+    inside = where.resolve()
     for path in files(where):
         slug = path.stem
+        if path.is_symlink() and not path.resolve().is_relative_to(inside):
+            # (an article is published as it is: a link to ../secret_key or /etc/passwd would be)
+            raise ArticleError(
+                f"{path.name}: a link to a file outside the articles folder; copy the article in instead"
+            )
         if not SLUG.fullmatch(slug) or len(slug) > 100:
             raise ArticleError(
                 f"{path.name}: the file name is the article's address; use lower-case letters, "
                 "digits and dashes (e.g. battery-drains-fast.md)"
             )
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ArticleError(f"{path.name}: larger than {MAX_FILE_BYTES // 1000} KB")
         try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ArticleError(f"{path.name}: larger than {MAX_FILE_BYTES // 1000} KB")
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ArticleError(f"{path.name}: not UTF-8 text ({exc.reason})") from None
+        except OSError as exc:
+            raise ArticleError(f"{path.name}: can't be read ({exc.strerror or exc})") from None
         try:
             articles.append(parse(slug, text.lstrip("\ufeff")))
         except ArticleError as exc:

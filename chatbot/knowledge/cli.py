@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
+from ..cli import printable
 from ..extensions import db
 from ..llm import get_provider, make_provider
 from ..models import HelpArticle, HelpIndex, HelpPassage
@@ -48,7 +49,7 @@ def list_command() -> None:
         f"{state.articles} articles from {state.source}, indexed {state.indexed_at:%Y-%m-%d %H:%M} UTC"
     )
     for slug, lang, passages, title in rows:
-        click.echo(f"/help/{slug:<34} {lang}  {passages:>3}  {title}")
+        click.echo(f"/help/{slug:<34} {lang}  {passages:>3}  {printable(title)}")
 
 
 assistant_cli = AppGroup("assistant", help="The assistant: how well it answers.")

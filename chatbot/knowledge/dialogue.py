@@ -72,7 +72,7 @@ _PERSON = re.compile(
     # Spanish: hablar con una persona / un humano / un agente; "quiero un humano"; "persona real"
     r"|(?:habl|comunic|contact|pas|pon|atend|atiend)\w*\s+(?:con\s+)?(?:un|una|alguien|algun|alguna|el|la)?\s*"
     r"(?:persona|humano|humana|agente|operador|operadora|asesor|asesora|empleado|encargado|responsable"
-    r"|de verdad|real)"
+    r"|de verdad|real|alguien)"
     r"|\b(?:quiero|necesito|prefiero)\s+(?:un|una)\s+(?:persona|humano|agente|operador|asesor)"
     r"|\bpersona\s+(?:real|de verdad)"
     r"|^(?:humano|agente|operador|persona)(?:\s+por\s+favor)?$"

@@ -35,6 +35,9 @@ PERSON_UNKNOWN = (
 )
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+# code, where "[3]" is an index, not a citation: fenced blocks (to their closing fence, or the
+# end) and inline code spans
+_CODE = re.compile(r"^ {0,3}(`{3,}|~{3,}).*?(?:^ {0,3}\1|\Z)|(`+)[^`].*?\2", re.M | re.S)
 NOTE_CHARS = 6_000  # the passages given to the model per turn (about 2,000 tokens)
 
 
@@ -64,7 +67,7 @@ def cited(text: str, sources: Sequence[Source]) -> list[dict[str, object]]:
     """The sources the reply cites ([1], [2] ... in the order first cited), as the reply's
     metadata keeps them: number, address and title."""
     seen: list[int] = []
-    for match in _CITATION.finditer(text):
+    for match in _CITATION.finditer(_CODE.sub(" ", text)):
         n = int(match.group(1))
         if 1 <= n <= len(sources) and n not in seen:
             seen.append(n)

@@ -15,11 +15,12 @@ before it.
 
 from __future__ import annotations
 
+import heapq
 import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection, select, text
 
@@ -34,6 +35,7 @@ EARLIER_WEIGHT = 0.5  # the earlier question, in a follow-up's query
 TYPO_WEIGHT = 0.5  # a word read as the known term it most likely misspells
 AGGREGATE = 0.2  # an article's other matching passages add this much of their score to its best
 CANDIDATES = 100
+CANDIDATE_TERMS = 16  # the query's terms the database looks for, most telling first
 MAX_QUERY_TERMS = 48  # a long message is judged by its first words (bounded work per turn)
 # Confidence: a passage that matches enough of the question, by weight (idf) of its words
 MIN_SCORE = 3.0
@@ -216,13 +218,26 @@ def collection(conn: Connection) -> Collection:
     cached = _cache
     if cached is not None and cached.key[0] == url and now - cached.checked < RECHECK_SECONDS:
         return cached
-    row = conn.execute(_STATE).first()
-    key = (url, *(tuple(row) if row else ()))
+    key = _state(conn, url)
     with _cache_lock:
         if _cache is None or _cache.key != key:
-            _cache = Collection.load(conn, key)
+            # (its tables are read one statement after another: a rebuild that commits between
+            # them would mix two indexes, passages under another index's articles; the state
+            # read again after them says whether one did)
+            for _attempt in range(3):
+                loaded = Collection.load(conn, key)
+                after = _state(conn, url)
+                if after == key:
+                    break
+                key = after
+            _cache = loaded  # (still mixed after three rebuilds in a row: read again next time)
         _cache.checked = now
         return _cache
+
+
+def _state(conn: Connection, url: str) -> tuple[object, ...]:
+    row = conn.execute(_STATE).first()
+    return (url, *(tuple(row) if row else ()))
 
 
 def forget() -> None:
@@ -235,12 +250,14 @@ COMMON = 0.25  # a term in more than this share of passages doesn't pick candida
 
 
 def _candidates(conn: Connection, known: Collection, query: dict[str, float]) -> list[int]:
-    """Passages that hold the query's telling terms, best first by the database's own ranking."""
+    """Passages that hold the query's most telling terms, best first (SQLite: by FTS5's BM25)."""
     most = COMMON * known.stats.documents
     df = known.stats.df
-    terms = sorted(t for t in query if 0 < df.get(t, 0) <= most) or sorted(t for t in query if t in df)
+    terms = [t for t in query if 0 < df.get(t, 0) <= most] or [t for t in query if t in df]
     if not terms:
         return []
+    # a long message looks for its most telling terms only (its others still score the candidates)
+    terms = sorted(sorted(terms, key=lambda t: (-known.stats.idf(t) * query[t], t))[:CANDIDATE_TERMS])
     if conn.dialect.name == "sqlite":
         match = " OR ".join(f'"{t}"' for t in terms)
         return list(
@@ -252,16 +269,29 @@ def _candidates(conn: Connection, known: Collection, query: dict[str, float]) ->
                 {"match": match, "limit": CANDIDATES},
             ).scalars()
         )
-    tsquery = " | ".join(terms)
-    return list(
+    # PostgreSQL: the GIN index finds the passages, and they are ranked here, from the terms this
+    # process holds of them. (``ts_rank`` would parse every match's text again: 30 ms for a
+    # question on a thousand articles, a second for a long message.)
+    found = (
         conn.execute(
-            text(
-                f"SELECT id FROM help_passages WHERE {HELP_DOCUMENT} @@ to_tsquery('simple', :q)"
-                f" ORDER BY ts_rank({HELP_DOCUMENT}, to_tsquery('simple', :q)) DESC LIMIT :limit"
-            ),
-            {"q": tsquery, "limit": CANDIDATES},
-        ).scalars()
+            text(f"SELECT id FROM help_passages WHERE {HELP_DOCUMENT} @@ to_tsquery('simple', :q)"),
+            {"q": " | ".join(terms)},
+        )
+        .scalars()
+        .all()
     )
+    weights = {t: known.stats.idf(t) * query[t] for t in terms}
+
+    def telling(pid: int) -> float:  # (like ts_rank: the heading's, title's and tags' count more)
+        doc = known.docs.get(pid)
+        if doc is None:
+            return 0.0
+        held, about = doc.terms, known.articles[doc.article].terms
+        return sum(
+            w * (HEAD_WEIGHT if t in about else 1.0) for t, w in weights.items() if t in held or t in about
+        )
+
+    return heapq.nlargest(CANDIDATES, found, key=telling)
 
 
 def _rank(
@@ -309,8 +339,28 @@ def _rank(
             Found(pid, known.docs[pid].heading, known.docs[pid].text, round(s, 3)) for s, pid in chosen
         )
         ranked.append(Source(a.slug, a.title, a.lang, a.topic, score, coverage(top_pid), passages))
+    if lang is not None:
+        ranked = _own_language(ranked, lang)
     ranked.sort(key=lambda s: (-s.score, s.slug))
     return tuple(ranked[:limit])
+
+
+def _own_language(ranked: list[Source], lang: str) -> list[Source]:
+    """An article in the other language gives way to its version in the customer's (the same
+    topic), when that one was found too: "¿y si es el cable?" after "my phone won't charge" is
+    answered from the Spanish article, not quoted from the English one. The version found takes
+    the place the better of the two earned."""
+    mine = {s.topic: s for s in ranked if s.lang == lang}
+    kept: list[Source] = []
+    for source in ranked:
+        own = mine.get(source.topic) if source.lang != lang else None
+        if own is None:
+            kept.append(source)
+        elif source.score > own.score or source.coverage > own.coverage:
+            mine[own.topic] = replace(
+                own, score=max(own.score, source.score), coverage=max(own.coverage, source.coverage)
+            )
+    return [mine.get(s.topic, s) if s.lang == lang else s for s in kept]
 
 
 def refers_back(message: str, content_terms: int) -> bool:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..i18n import _, language
 from ..models import HelpArticle
+from .articles import shown_body
 
 bp = Blueprint("help", __name__, url_prefix="/help")
 
@@ -30,4 +31,4 @@ def article(slug: str) -> str:
     found = db.session.execute(select(HelpArticle).where(HelpArticle.slug == slug)).scalar_one_or_none()
     if found is None:
         abort(404, description=_("There is no help article at this address."))
-    return render_template("help/article.html", article=found)
+    return render_template("help/article.html", article=found, body=shown_body(found.body, found.title))

@@ -378,13 +378,21 @@
       input.focus();
     });
 
-    // "No, that didn't solve it": the answer asks what happened, and the customer says it here.
-    let toComposer = false;
+    // "Did this solve it?" answered, the buttons are gone and the focus with them. "No": the
+    // answer asks what happened, and the customer says it here; "Yes" and "Talk to a person": the
+    // focus goes to what the answer now says (the thanks, or how to reach a person).
+    let answered = null;
     on(document, "click", (e) => {
-      if (e.target.closest && e.target.closest('[data-action="outcome-no"]')) toComposer = true;
+      const button = e.target.closest && e.target.closest('form.outcome [data-action^="outcome-"]');
+      if (button) answered = { no: button.dataset.action === "outcome-no", message: button.closest("article") };
     });
     on(document, "htmx:after:swap", () => {
-      if (toComposer) { toComposer = false; input.focus(); }
+      if (!answered) return;
+      const { no, message } = answered;
+      answered = null;
+      const note = !no && message && message.id && document.querySelector(`#${message.id} .outcome-note`);
+      if (note) note.focus();
+      else input.focus();
     });
 
     // Keep the newest text in view while it streams, unless the reader scrolled up (then offer
