@@ -140,6 +140,14 @@ class Defaults:
     ADMIN_LOCKOUT_FAILURES = 5
     ADMIN_LOCKOUT_MINUTES = 15.0
     ADMIN_COOKIE_NAME = "chatbot_admin"
+    # The admin dashboard's cost: USD per million tokens ("input" = prompt, "output" =
+    # completion) by model id prefix; the longest prefix of a reply's model wins. A model not
+    # here is shown without a cost. In the environment: CHATBOT_MODEL_PRICES='{"gpt-4.1-mini":
+    # {"input": 0.4, "output": 1.6}}' (JSON; it replaces this whole dict).
+    MODEL_PRICES: ClassVar[dict[str, dict[str, float]]] = {
+        "gpt-4.1-nano": {"input": 0.10, "output": 0.40},
+        "ft:gpt-4.1-nano": {"input": 0.20, "output": 0.80},
+    }
 
     # Production refuses to start without an explicit SECRET_KEY.
     PRODUCTION = False

@@ -5,6 +5,8 @@ lockout, its own session, and an audit log of what admins do.
 - ``signin.py``: the admin's session, separate from the customer's chat session;
 - ``audit.py``: ``audit(action, **detail)``, the one way actions are recorded;
 - ``views.py``: the pages, all behind one guard (404 until an account exists, then signed in);
+- ``dashboard.py``: the dashboard's figures for a date range; ``charts.py`` its SVG charts'
+  geometry; ``dashboard_views.py`` its page (a route on the same blueprint);
 - ``cli.py``: ``flask admin create-user | set-password | delete-user | list-users``.
 """
 
@@ -16,7 +18,7 @@ from ..security import bind_csrf
 
 
 def init_app(app: Flask) -> None:
-    from . import cli, signin, views
+    from . import cli, dashboard_views, signin, views  # noqa: F401 (dashboard_views: routes on views.bp)
 
     app.register_blueprint(views.bp)
     bind_csrf(app, views.bp.name, signin.csrf_binding)
