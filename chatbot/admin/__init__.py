@@ -16,7 +16,7 @@ from ..security import bind_csrf
 
 
 def init_app(app: Flask) -> None:
-    from . import cli, signin, views
+    from . import cli, conversations, signin, views  # noqa: F401  (conversations: its routes)
 
     app.register_blueprint(views.bp)
     bind_csrf(app, views.bp.name, signin.csrf_binding)
