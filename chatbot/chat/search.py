@@ -274,11 +274,14 @@ _SQLITE_ANYONE = (
     " OR conversations.id IN (SELECT f.rowid FROM conversations_fts AS f"
     " WHERE conversations_fts MATCH :search_titles))"
 )
+# PostgreSQL: one subquery, each half read from its GIN index (an OR on the row would work out
+# the document of every title the list walks past).
 _PG_ANYONE = (
-    "(conversations.id IN (SELECT m.conversation_id FROM messages AS m"
+    "conversations.id IN (SELECT m.conversation_id FROM messages AS m"
     f" WHERE {search_document('m.content')} @@ to_tsquery('{SEARCH_CONFIG}', :search_query)"
-    " AND m.shown AND m.status NOT IN ('streaming', 'stopping'))"
-    f" OR {search_document('conversations.title')} @@ to_tsquery('{SEARCH_CONFIG}', :search_query))"
+    " AND m.shown AND m.status NOT IN ('streaming', 'stopping')"
+    " UNION SELECT t.id FROM conversations AS t"
+    f" WHERE {search_document('t.title')} @@ to_tsquery('{SEARCH_CONFIG}', :search_query))"
 )
 
 
