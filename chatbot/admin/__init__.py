@@ -18,7 +18,7 @@ from ..security import bind_csrf
 
 
 def init_app(app: Flask) -> None:
-    from . import cli, dashboard_views, signin, views  # noqa: F401 (dashboard_views: routes on views.bp)
+    from . import cli, conversations, dashboard_views, signin, views  # noqa: F401  (their routes: on views.bp)
 
     app.register_blueprint(views.bp)
     bind_csrf(app, views.bp.name, signin.csrf_binding)

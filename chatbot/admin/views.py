@@ -126,6 +126,8 @@ ACTIONS = {
     "user_created": _l("Account created"),
     "password_set": _l("Password changed"),
     "user_deleted": _l("Account deleted"),
+    "conversation_deleted": _l("Conversation deleted"),
+    "conversation_exported": _l("Conversation exported"),
 }
 
 

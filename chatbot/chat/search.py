@@ -33,7 +33,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from markupsafe import Markup, escape
-from sqlalchemy import Integer, String, bindparam, column, text
+from sqlalchemy import Integer, String, TextClause, bindparam, column, text
 
 from ..extensions import db
 from ..models import SEARCH_CONFIG, UTCDateTime, search_document
@@ -118,10 +118,13 @@ def terms_of(q: str | None) -> list[Term]:
     return found
 
 
-def _fts5_query(terms: Sequence[Term], column: str, owner: str) -> str:
-    """An FTS5 query: the owner's rows, each term (a quoted string: never syntax) in ``column``."""
-    owner_key = owner.encode().hex().upper()  # as the triggers write it: hex(owner), one token
+def _fts5_query(terms: Sequence[Term], column: str, owner: str | None) -> str:
+    """An FTS5 query: the owner's rows (``None``: everybody's, for the admin area only), each
+    term (a quoted string: never syntax) in ``column``."""
     words = [f'{column} : "{t.word}"' + ("*" if t.prefix else "") for t in terms]
+    if owner is None:
+        return " AND ".join(words)
+    owner_key = owner.encode().hex().upper()  # as the triggers write it: hex(owner), one token
     return " AND ".join([f'owner_key : "{owner_key}"', *words])
 
 
@@ -258,6 +261,43 @@ def _newest_first(
         place(titles[t][0], None)
         t += 1
     return [(cid, snippet_of[cid]) for cid in order[:want]]
+
+
+# --- everybody's conversations (the admin area) --------------------------------------------
+
+# A condition on ``conversations`` (the table, not aliased): its title or a message it shows
+# matches. A subquery read once (the index's matches), so it composes with any other condition
+# and order, such as the admin list's filters and its keyset pages.
+_SQLITE_ANYONE = (
+    "(conversations.id IN (SELECT m.conversation_id FROM messages_fts AS f"
+    " CROSS JOIN messages AS m ON m.id = f.rowid WHERE messages_fts MATCH :search_messages)"
+    " OR conversations.id IN (SELECT f.rowid FROM conversations_fts AS f"
+    " WHERE conversations_fts MATCH :search_titles))"
+)
+# PostgreSQL: one subquery, each half read from its GIN index (an OR on the row would work out
+# the document of every title the list walks past).
+_PG_ANYONE = (
+    "conversations.id IN (SELECT m.conversation_id FROM messages AS m"
+    f" WHERE {search_document('m.content')} @@ to_tsquery('{SEARCH_CONFIG}', :search_query)"
+    " AND m.shown AND m.status NOT IN ('streaming', 'stopping')"
+    " UNION SELECT t.id FROM conversations AS t"
+    f" WHERE {search_document('t.title')} @@ to_tsquery('{SEARCH_CONFIG}', :search_query))"
+)
+
+
+def anyone_matches(q: str | None, dialect: str) -> TextClause | None:
+    """The admin area's search: a condition true for every conversation, of any owner, whose
+    title or shown messages match ``q`` (the same words, prefixes and folding as ``search``);
+    None for a query without words. Never for a customer's page: it crosses owners."""
+    terms = terms_of(q)
+    if not terms:
+        return None
+    if dialect == "sqlite":
+        return text(_SQLITE_ANYONE).bindparams(
+            search_messages=_fts5_query(terms, "content", None),
+            search_titles=_fts5_query(terms, "title", None),
+        )
+    return text(_PG_ANYONE).bindparams(search_query=_tsquery(terms))
 
 
 # --- the snippet ---------------------------------------------------------------------------
