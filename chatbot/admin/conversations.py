@@ -182,14 +182,7 @@ def conditions(filters: Filters) -> list[Any]:
     return where
 
 
-_LISTED = (
-    Conversation.id,
-    Conversation.public_id,
-    Conversation.title,
-    Conversation.created_at,
-    Conversation.updated_at,
-    Conversation.outcome,
-)
+_LISTED = export.INFO_COLUMNS  # (the conversation's own columns, as an export reads them)
 
 
 def list_query(filters: Filters, after: tuple[datetime, int] | None, limit: int) -> Select[*tuple[Any, ...]]:

@@ -108,7 +108,8 @@ _COLUMNS = (
     Message.lease_expired.label("lease_expired"),
     Message.lease_holder,
 )
-_INFO = (
+# what a ConversationInfo is read from (also the admin area's list)
+INFO_COLUMNS = (
     Conversation.id,
     Conversation.public_id,
     Conversation.title,
@@ -147,7 +148,7 @@ def shown_messages(conversation_id: int, batch: int = BATCH) -> Iterator[Exporte
 
 def conversations(*, owner: str | None = None, batch: int = BATCH) -> Iterator[ConversationInfo]:
     """Conversations in the order they were started: this owner's, or (None) everybody's."""
-    query = select(*_INFO).order_by(Conversation.id).limit(batch)
+    query = select(*INFO_COLUMNS).order_by(Conversation.id).limit(batch)
     if owner is not None:
         query = query.where(Conversation.owner == owner)
     after = 0
@@ -166,7 +167,7 @@ def find_by_public_ids(public_ids: Iterable[str]) -> tuple[list[ConversationInfo
     wanted = list(dict.fromkeys(public_ids))
     possible = [p for p in wanted if _PUBLIC_ID.fullmatch(p)]  # (never a query with a NUL in it)
     with db.engine.connect() as conn:
-        rows = conn.execute(select(*_INFO).where(Conversation.public_id.in_(possible))).all()
+        rows = conn.execute(select(*INFO_COLUMNS).where(Conversation.public_id.in_(possible))).all()
     found = {row.public_id: ConversationInfo(*row) for row in rows}
     return [found[p] for p in wanted if p in found], [p for p in wanted if p not in found]
 
